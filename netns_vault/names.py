@@ -1,0 +1,65 @@
+"""Vault names and the system names derived from them.
+
+Validated before anything is touched: a name ends up in a netns path, an interface name, a
+file name under /run and /etc/netns, and a container name.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+# "vw-" + 12 characters fills IFNAMSIZ (15 usable bytes) exactly.
+MAX_NAME_LEN = 12
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+NETNS_PREFIX = "vault-"
+IFACE_PREFIX = "vw-"
+
+
+def validate_name(name: str) -> str:
+    if not isinstance(name, str) or not name:
+        raise UsageError("vault name is empty")
+    if len(name) > MAX_NAME_LEN:
+        raise UsageError(
+            f"vault name {name!r} is {len(name)} characters long; the limit is {MAX_NAME_LEN}"
+        )
+    if not _NAME_RE.match(name):
+        raise UsageError(
+            f"vault name {name!r} is not allowed: use lowercase letters, digits and '-', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class VaultNames:
+    """Every system name that belongs to one vault."""
+
+    name: str
+
+    @classmethod
+    def of(cls, name: str) -> VaultNames:
+        return cls(validate_name(name))
+
+    @property
+    def netns(self) -> str:
+        return NETNS_PREFIX + self.name
+
+    @property
+    def netns_path(self) -> str:
+        return f"/run/netns/{self.netns}"
+
+    @property
+    def iface(self) -> str:
+        return IFACE_PREFIX + self.name
+
+    @property
+    def etc_dir(self) -> str:
+        return f"/etc/netns/{self.netns}"
+
+    @property
+    def container(self) -> str:
+        return self.netns

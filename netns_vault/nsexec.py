@@ -1,0 +1,115 @@
+"""Run a Python function inside another network namespace, in a forked child.
+
+`setns` only moves the calling thread, and pyroute2's and python-iptables' view of "the current
+namespace" is process-wide, so the CLI process never switches namespace itself: a child does the
+work and sends back either its result (JSON) or the error it raised.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from .errors import SystemFailure, VaultError
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+
+T = TypeVar("T")
+
+_libc: ctypes.CDLL | None = None
+
+
+def libc() -> ctypes.CDLL:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def setns_path(path: str, nstype: int = CLONE_NEWNET) -> None:
+    """Move the calling thread into the namespace bound at `path` (e.g. /run/netns/NAME)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc().setns(fd, nstype) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"setns({path}): {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def unshare(flags: int) -> None:
+    if libc().unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare: {os.strerror(err)}")
+
+
+def netns_path(netns: str) -> str:
+    return netns if netns.startswith("/") else f"/run/netns/{netns}"
+
+
+def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Fork, enter `netns` (a name under /run/netns or a path), run fn(*args, **kwargs).
+
+    Returns fn's JSON-serialisable result. A VaultError raised in the child is raised again in
+    the parent with the same type and message; any other exception becomes a SystemFailure.
+    """
+    path = netns_path(netns)
+    if not os.path.exists(path):
+        raise SystemFailure(f"network namespace {path} does not exist")
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(r)
+        code = 0
+        try:
+            setns_path(path)
+            payload = {"ok": fn(*args, **kwargs)}
+        except VaultError as exc:
+            payload = {"error": type(exc).__name__, "module": type(exc).__module__,
+                       "message": str(exc)}
+            code = 1
+        except BaseException as exc:  # report everything, never unwind into the parent's code
+            payload = {"error": "SystemFailure", "module": "netns_vault.errors",
+                       "message": f"{exc.__class__.__name__}: {exc}",
+                       "trace": traceback.format_exc()}
+            code = 1
+        try:
+            data = json.dumps(payload).encode()
+        except (TypeError, ValueError) as exc:
+            data = json.dumps({"error": "SystemFailure", "module": "netns_vault.errors",
+                               "message": f"result not serialisable: {exc}"}).encode()
+            code = 1
+        with os.fdopen(w, "wb") as out:
+            out.write(data)
+        os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as inp:
+        data = inp.read()
+    os.waitpid(pid, 0)
+    try:
+        payload = json.loads(data or b"{}")
+    except ValueError:
+        raise SystemFailure(f"helper in {netns} sent garbage") from None
+    if "ok" in payload:
+        return payload["ok"]
+    if "error" not in payload:
+        raise SystemFailure(f"helper in {netns} died without a word")
+    raise _rebuild_error(payload)
+
+
+def _rebuild_error(payload: dict) -> VaultError:
+    from . import errors
+
+    cls = getattr(errors, payload.get("error", ""), None)
+    message = payload.get("message", "unknown error")
+    if isinstance(cls, type) and issubclass(cls, VaultError) and cls is not errors.ConfigError:
+        return cls(message)
+    return SystemFailure(message)
