@@ -1,0 +1,228 @@
+"""The typer app. Commands parse arguments, make one call into the core and print the result.
+
+They raise netns_vault.errors types; entry.report() maps those to exit codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from .. import vault
+from ..config import load_config
+from ..errors import CheckFailed, UsageError
+
+app = typer.Typer(
+    name="vault",
+    help="A VPN kill switch that cannot leak: programs in a network namespace whose only "
+    "uplink is WireGuard.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v",
+                                          help="Log each system change (as the ip/iptables "
+                                               "command it corresponds to) on stderr.")] = False,
+) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _notice(msg: str) -> None:
+    err.print(f"[yellow]notice:[/] {msg}", highlight=False)
+
+
+@app.command()
+def up(
+    name: Annotated[str, typer.Argument(help="Vault name: up to 12 of a-z 0-9 -.")],
+    config: Annotated[str, typer.Option("--config", "-c",
+                                        help="wg-quick .conf file, or a name in /etc/wireguard.")],
+    driver: Annotated[str, typer.Option(help="WireGuard driver: auto, kernel or userspace.")]
+    = "auto",
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for the first handshake.")] = False,
+    timeout: Annotated[float, typer.Option(help="Seconds --wait waits.")] = 15.0,
+    docker: Annotated[bool, typer.Option("--docker",
+                                         help="Hold the namespace in a Docker container that "
+                                              "containers and compose services can join.")]
+    = False,
+) -> None:
+    """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel."""
+    from ..names import validate_name
+
+    validate_name(name)
+    if driver not in ("auto", "kernel", "userspace"):
+        raise UsageError(f"unknown driver {driver!r}: use auto, kernel or userspace")
+    cfg = load_config(config)
+    result = vault.up(name, cfg, driver_choice=driver,
+                      provider_kind="docker" if docker else "netns")
+    for notice in result.notices:
+        _notice(notice)
+    out.print(f"[green]✔[/] vault [bold]{result.name}[/] is up "
+              f"(namespace {result.netns}, {result.driver} driver, "
+              f"{', '.join(result.addresses)} via {', '.join(result.endpoints) or 'no endpoint'})",
+              highlight=False)
+    if wait:
+        with err.status(f"waiting for the first handshake (up to {timeout:g} s)…"):
+            when = vault.wait_for_handshake(result.name, timeout)
+        if when is None:
+            raise CheckFailed(f"no handshake within {timeout:g} s; the vault is up but the "
+                              "tunnel is not (traffic inside fails closed)")
+        out.print("[green]✔[/] handshake done")
+
+
+@app.command()
+def down(
+    name: str,
+    kill: Annotated[bool, typer.Option("--kill", help="End the processes still inside.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Docker vaults: stop attached "
+                                                        "containers first.")] = False,
+) -> None:
+    """Take vault NAME down. Processes left inside lose their network; they never leak."""
+    result = vault.down(name, kill=kill, force=force)
+    if not result.existed:
+        out.print(f"vault {result.name} is not up; nothing to do", highlight=False)
+        return
+    out.print(f"[green]✔[/] vault [bold]{result.name}[/] is down", highlight=False)
+    if result.processes:
+        verb = "ended" if result.killed else "still running, now without any network"
+        for pid, cmd in result.processes:
+            out.print(f"  pid {pid} {verb}: {cmd}", highlight=False)
+        if not result.killed:
+            out.print("  (use --kill to end them)")
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def run(ctx: typer.Context) -> None:
+    """Run a program inside a vault: vault run [-n NAME] [--user USER] -- CMD [ARGS...]"""
+    from .entry import run_main
+
+    raise typer.Exit(run_main(list(ctx.args)))
+
+
+def _ago(ts: float | None) -> str:
+    if not ts:
+        return "never"
+    secs = int(time.time() - ts)
+    return f"{secs}s ago" if secs < 120 else f"{secs // 60}m ago"
+
+
+def _bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return str(n)
+
+
+@app.command("ls")
+def list_cmd(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List the vaults that are up."""
+    rows = vault.list_vaults()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        out.print("no vault is up")
+        return
+    from rich.table import Table
+
+    table = Table("name", "driver", "address", "endpoint", "handshake", "rx / tx", "processes")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], "?", "?", "?", "?", "?", row["error"])
+            continue
+        peers = row.get("peers", [])
+        table.add_row(
+            row["name"], row["driver"], ", ".join(row["addresses"]),
+            ", ".join(p.get("resolved") or p.get("endpoint") or "-" for p in peers),
+            ", ".join(_ago(p["last_handshake"]) for p in peers),
+            ", ".join(f"{_bytes(p['rx_bytes'])} / {_bytes(p['tx_bytes'])}" for p in peers),
+            str(len(row["processes"])),
+        )
+    out.print(table)
+
+
+@app.command()
+def status(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show one vault."""
+    info = vault.status(name)
+    if as_json:
+        print(json.dumps(info, indent=2))
+        return
+    out.print(f"[bold]{info['name']}[/] ({info['netns']}, {info['driver']} driver)")
+    out.print(f"  address   {', '.join(info['addresses'])}")
+    out.print(f"  dns       {', '.join(info['dns']) or 'none (fails closed)'}")
+    for p in info["peers"]:
+        out.print(f"  peer      {p['public_key']} at {p.get('resolved') or p.get('endpoint')}")
+        out.print(f"  handshake {_ago(p['last_handshake'])}, rx {_bytes(p['rx_bytes'])}, "
+                  f"tx {_bytes(p['tx_bytes'])}")
+    out.print(f"  processes {len(info['processes'])}")
+    for proc in info["processes"]:
+        out.print(f"    {proc['pid']} {proc['command']}", highlight=False)
+
+
+@app.command()
+def check(
+    name: str,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> int:
+    """Verify the vault's invariants on the live system; exit 1 naming each one that fails."""
+    results = vault.check(name)
+    failed = [r for r in results if not r.ok]
+    if as_json:
+        print(json.dumps({"name": name, "ok": not failed,
+                          "invariants": [r.to_dict() for r in results]}, indent=2))
+    else:
+        for r in results:
+            mark = "[green]✔[/]" if r.ok else "[red]✘[/]"
+            out.print(f"{mark} {r.name:15} {r.detail}", highlight=False)
+    if failed:
+        if not as_json:
+            err.print(f"vault: check failed: {', '.join(r.name for r in failed)}",
+                      highlight=False)
+        return CheckFailed.exit_code
+    return 0
+
+
+def _mount_optional_apps() -> None:
+    """Sub-apps that live in their own modules."""
+    import importlib
+
+    for module, name, help_text in (
+        ("netns_vault.cli.lockdown", "lockdown", "The host-wide kill switch."),
+        ("netns_vault.cli.docker", "docker", "Docker containers through a vault."),
+    ):
+        try:
+            sub = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        app.add_typer(sub.app, name=name, help=help_text)
+    for module in ("netns_vault.cli.demo", "netns_vault.cli.doctor"):
+        try:
+            importlib.import_module(module).register(app)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+
+
+_mount_optional_apps()

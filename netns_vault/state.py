@@ -1,0 +1,132 @@
+"""Per-vault state and locks under /run/netns-vault/.
+
+State records what `up` created, so `down` from another process undoes exactly that. It never
+holds a key. Files are written atomically (temp file + rename) and readable by root only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+
+from .errors import ConflictError, SystemFailure
+
+STATE_DIR = "/run/netns-vault"
+
+
+def _path(name: str, suffix: str) -> str:
+    return os.path.join(STATE_DIR, f"{name}.{suffix}")
+
+
+def ensure_dir() -> None:
+    os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
+
+
+class LockHandle:
+    """Set `remove_lock` while holding it to unlink the lock file on release."""
+
+    def __init__(self, remove_lock: bool):
+        self.remove_lock = remove_lock
+
+
+@contextlib.contextmanager
+def vault_lock(name: str, remove_after: bool = False) -> Iterator[LockHandle]:
+    """Hold the vault's lock, or raise ConflictError at once if another process holds it.
+
+    With remove_after, the lock file is unlinked before release (when the vault is gone), so a
+    failed or undone `up` leaves no file behind. Whoever locks re-checks that the path still names
+    the inode it locked, so an unlinked lock can never be "won" twice.
+    """
+    path = _path(name, "lock")
+    for _ in range(5):
+        ensure_dir()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except FileNotFoundError:
+            continue  # cleanup_dir() of another process raced us
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(fd)
+            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+                raise ConflictError(
+                    f"vault {name} is busy: another vault command is working on it"
+                ) from None
+            raise SystemFailure(f"locking {path}: {exc}") from exc
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder unlinked it between our open and flock; try the new file
+    else:
+        raise ConflictError(f"vault {name} is busy: its lock keeps changing")
+    handle = LockHandle(remove_after)
+    try:
+        yield handle
+    finally:
+        if handle.remove_lock:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        os.close(fd)
+
+
+def write_state(name: str, data: dict) -> None:
+    ensure_dir()
+    path = _path(name, "json")
+    tmp = f"{path}.tmp{os.getpid()}"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_state(name: str) -> dict | None:
+    try:
+        with open(_path(name, "json")) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return None  # a torn or foreign file: treat as absent, `down` falls back to names
+
+
+def remove_state(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_path(name, "json"))
+
+
+def state_names() -> list[str]:
+    try:
+        entries = os.listdir(STATE_DIR)
+    except FileNotFoundError:
+        return []
+    return sorted(e[:-5] for e in entries if e.endswith(".json"))
+
+
+def log_path(name: str) -> str:
+    ensure_dir()
+    return _path(name, "wg.log")
+
+
+def remove_log(name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(_path(name, "wg.log"))
+
+
+def cleanup_dir() -> None:
+    """Remove the state directory when nothing is left in it."""
+    with contextlib.suppress(OSError):
+        os.rmdir(STATE_DIR)
