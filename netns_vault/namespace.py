@@ -80,9 +80,16 @@ def bind_netns_of_pid(pid: int, name: str) -> None:
         raise SystemFailure(f"binding netns of pid {pid} at {path}: {res.stderr.strip()}")
 
 
+def _is_mount_point(path: str) -> bool:
+    """From mountinfo: os.path.ismount misses a bind mount of a directory onto itself."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
+
+
 def _ensure_netns_dir_shared() -> None:
-    # pyroute2/ip make /run/netns a shared mount point so binds propagate; make sure of it.
-    if not os.path.ismount(NETNS_DIR):
+    # What iproute2 does: /run/netns must be a shared mount point so binds under it propagate
+    # to every mount namespace. Bind it onto itself only once, when it is not a mount point yet.
+    if not _is_mount_point(NETNS_DIR):
         subprocess.run(["mount", "--bind", NETNS_DIR, NETNS_DIR], check=False, capture_output=True)
     subprocess.run(["mount", "--make-shared", NETNS_DIR], check=False, capture_output=True)
 

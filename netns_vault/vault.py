@@ -35,6 +35,7 @@ STATE_VERSION = 1
 # Fault injection for the rollback tests: NETNS_VAULT_FAIL_AFTER=<step name> makes `up` fail
 # right after that step, as if the next step had failed.
 FAIL_AFTER_ENV = "NETNS_VAULT_FAIL_AFTER"
+SLOW_STEP_ENV = "NETNS_VAULT_SLOW_STEP"
 
 UP_STEPS = ("namespace", "inside", "tunnel", "move", "wireguard", "addresses", "dns", "state")
 
@@ -223,6 +224,8 @@ def _move_link(ifname: str, netns: str) -> None:
 def _maybe_fail(step: str) -> None:
     if os.environ.get(FAIL_AFTER_ENV) == step:
         raise SystemFailure(f"injected failure after step {step!r}")
+    if os.environ.get(SLOW_STEP_ENV) == step:
+        time.sleep(30)  # a window for the tests to interrupt `up` mid-way
 
 
 def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str = "netns",

@@ -30,19 +30,17 @@ def report(exc: BaseException) -> int:
     if isinstance(exc, OSError):
         print(f"vault: {exc.strerror or exc}", file=sys.stderr)
         return EXIT_SYSTEM
-    try:
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            return exc.exit_code
-        if isinstance(exc, click.exceptions.Abort):
-            print("vault: aborted", file=sys.stderr)
-            return 130
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return EXIT_USAGE
-    except ImportError:
-        pass
+    # click's exceptions (typer vendors its own copy of click, so match by class name)
+    kinds = {cls.__name__ for cls in type(exc).__mro__}
+    if "Exit" in kinds:
+        return int(getattr(exc, "exit_code", 0))
+    if "Abort" in kinds:
+        print("vault: aborted", file=sys.stderr)
+        return 130
+    if "ClickException" in kinds:
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        print(f"vault: {message} (see vault --help)", file=sys.stderr)
+        return EXIT_USAGE
     raise exc
 
 

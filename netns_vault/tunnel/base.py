@@ -1,0 +1,83 @@
+"""The tunnel driver interface: what `vault.py` needs from a WireGuard implementation.
+
+A `TunnelHandle` goes into the state JSON, so it never holds a key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from ..config import WgConfig
+
+
+@dataclass
+class TunnelHandle:
+    """Identifies a created tunnel. Stored in state JSON; NEVER holds a key."""
+
+    driver: str  # "kernel" | "userspace"
+    ifname: str
+    pid: int | None = None  # wireguard-go pid (userspace)
+    uapi_socket: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "driver": self.driver,
+            "ifname": self.ifname,
+            "pid": self.pid,
+            "uapi_socket": self.uapi_socket,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TunnelHandle:
+        pid = d.get("pid")
+        return cls(
+            driver=str(d["driver"]),
+            ifname=str(d["ifname"]),
+            pid=int(pid) if pid is not None else None,
+            uapi_socket=d.get("uapi_socket"),
+        )
+
+
+@dataclass
+class PeerStats:
+    public_key: str
+    endpoint: str | None
+    last_handshake: float | None
+    rx_bytes: int
+    tx_bytes: int
+
+
+@dataclass
+class TunnelStats:
+    listen_port: int | None
+    peers: list[PeerStats] = field(default_factory=list)
+
+
+class TunnelDriver(Protocol):
+    name: str
+
+    def unavailable_reason(self) -> str | None:
+        """None when the driver is usable here, else a one-line reason."""
+        ...
+
+    def create(self, ifname: str, log_path: str | None = None) -> TunnelHandle:
+        """Create the link in the CALLING process's current netns (the host side)."""
+        ...
+
+    def configure(
+        self,
+        handle: TunnelHandle,
+        cfg: WgConfig,
+        endpoints: list[tuple[str, int] | None],
+        netns: str,
+    ) -> None:
+        """After the link was moved into `netns`; endpoints[i] is the resolved cfg.peers[i]."""
+        ...
+
+    def stats(self, handle: TunnelHandle, netns: str) -> TunnelStats: ...
+
+    def destroy(self, handle: TunnelHandle, netns: str | None) -> None:
+        """Idempotent; never raises for "already gone"."""
+        ...

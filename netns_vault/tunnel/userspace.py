@@ -1,0 +1,288 @@
+"""The userspace driver: one `wireguard-go IFNAME` process per vault, configured over its UAPI socket.
+
+wireguard-go is started in the caller's (host-side) netns, so its UDP socket lives there; the TUN
+link it creates is then moved into the vault netns by the caller. The process runs in its own
+session and outlives the CLI; the pid in the handle is checked against /proc/PID/cmdline before
+it is ever signalled, because pids are reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConflictError, SystemFailure, UsageError
+from .base import TunnelHandle, TunnelStats
+from .uapi import UapiClient, UapiPeer, build_set_request, format_endpoint, socket_path_for
+
+if TYPE_CHECKING:
+    from ..config import WgConfig
+
+log = logging.getLogger(__name__)
+
+BINARY = "wireguard-go"
+TUN_DEVICE = "/dev/net/tun"
+READY_TIMEOUT = 5.0
+TERM_TIMEOUT = 2.0
+LOG_TAIL_BYTES = 2000
+IFNAMSIZ = 16
+
+
+def uapi_peers(cfg: WgConfig, endpoints: list[tuple[str, int] | None]) -> list[UapiPeer]:
+    """cfg.peers with their resolved endpoints as UapiPeer records."""
+    peers = list(cfg.peers)
+    if len(endpoints) != len(peers):
+        raise ValueError(f"{len(peers)} peers but {len(endpoints)} resolved endpoints")
+    out = []
+    for peer, ep in zip(peers, endpoints, strict=True):
+        out.append(
+            UapiPeer(
+                public_key=peer.public_key,
+                preshared_key=peer.preshared_key,
+                endpoint=format_endpoint(ep[0], ep[1]) if ep is not None else None,
+                allowed_ips=[str(net) for net in peer.allowed_ips],
+                persistent_keepalive=peer.persistent_keepalive,
+            )
+        )
+    return out
+
+
+def _check_ifname(ifname: str) -> None:
+    if (
+        not isinstance(ifname, str)
+        or not ifname
+        or len(ifname.encode()) >= IFNAMSIZ
+        or "/" in ifname
+        or any(c.isspace() or c == "\0" for c in ifname)
+        or ifname in (".", "..")
+    ):
+        raise UsageError(f"invalid interface name {ifname!r}")
+
+
+def _read_cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            raw = f.read()
+    except OSError:
+        return []
+    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
+
+
+def is_wireguard_go(pid: int, ifname: str) -> bool:
+    """True if `pid` is a live `wireguard-go ... IFNAME` process (not a zombie)."""
+    argv = _read_cmdline(pid)
+    return (
+        len(argv) >= 2
+        and os.path.basename(argv[0]) == BINARY
+        and argv[-1] == ifname
+        and _alive(pid)
+    )
+
+
+def _alive(pid: int) -> bool:
+    """Exists and is not a zombie (a zombie may never be reaped if PID 1 does not reap)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    # state is the field after the ")" closing comm
+    try:
+        state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
+    except ValueError:
+        return False
+    return state not in (b"Z", b"X", b"x")
+
+
+def _reap(pid: int) -> None:
+    with contextlib.suppress(ChildProcessError, OSError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def _log_tail(path: str | None) -> str:
+    if not path:
+        return "(no log file)"
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - LOG_TAIL_BYTES))
+            text = f.read().decode("utf-8", "replace").strip()
+    except OSError as exc:
+        return f"(cannot read {path}: {exc.strerror})"
+    return text or "(log is empty)"
+
+
+def _delete_link(ifname: str) -> bool:
+    """Delete link `ifname` in the current netns if it exists. Runs in a netns helper child."""
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=ifname)
+        if not idx:
+            return False
+        try:
+            ipr.link("del", index=idx[0])
+        except NetlinkError as exc:
+            if exc.code == 19:  # ENODEV: gone meanwhile (wireguard-go exiting)
+                return False
+            raise SystemFailure(f"cannot delete link {ifname}: {exc}") from None
+    return True
+
+
+class UserspaceDriver:
+    name = "userspace"
+
+    def __init__(self) -> None:
+        self._children: dict[int, subprocess.Popen] = {}
+
+    # -- availability -------------------------------------------------------------------------
+
+    def unavailable_reason(self) -> str | None:
+        if shutil.which(BINARY) is None:
+            return f"{BINARY} not found on PATH (apt-get install wireguard-go)"
+        if not os.path.exists(TUN_DEVICE):
+            return f"{TUN_DEVICE} does not exist (modprobe tun, or give the container the device)"
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def create(self, ifname: str, log_path: str | None = None) -> TunnelHandle:
+        _check_ifname(ifname)
+        binary = shutil.which(BINARY)
+        if binary is None:
+            raise SystemFailure(f"{BINARY} not found on PATH (apt-get install wireguard-go)")
+        sock = socket_path_for(ifname)
+        client = UapiClient(sock)
+        if os.path.exists(sock):
+            if client.accepts():
+                raise ConflictError(f"a running {BINARY} already serves {ifname} ({sock})")
+            log.debug("removing stale UAPI socket %s", sock)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sock)
+
+        env = dict(os.environ)
+        # Any other value (or none) makes wireguard-go daemonise by re-executing itself.
+        env["WG_PROCESS_FOREGROUND"] = "1"
+        out: Any = subprocess.DEVNULL
+        if log_path:
+            try:
+                fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+            except OSError as exc:
+                raise SystemFailure(f"cannot open {log_path}: {exc.strerror}") from None
+            out = os.fdopen(fd, "ab", buffering=0)
+        try:
+            proc = subprocess.Popen(
+                [binary, ifname],
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=out,
+                close_fds=True,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise SystemFailure(f"cannot start {binary}: {exc.strerror or exc}") from None
+        finally:
+            if out is not subprocess.DEVNULL:
+                out.close()
+        self._children[proc.pid] = proc
+        try:
+            client.wait_ready(READY_TIMEOUT, alive=lambda: proc.poll() is None)
+        except SystemFailure as exc:
+            self._kill_child(proc)
+            if os.path.exists(sock) and not client.accepts():
+                with contextlib.suppress(OSError):
+                    os.unlink(sock)
+            status = f"exit status {proc.returncode}" if proc.returncode is not None else "killed"
+            raise SystemFailure(
+                f"{BINARY} {ifname} did not start ({exc}; {status}); log: {_log_tail(log_path)}"
+            ) from None
+        log.debug("started %s %s as pid %d", binary, ifname, proc.pid)
+        return TunnelHandle(driver=self.name, ifname=ifname, pid=proc.pid, uapi_socket=sock)
+
+    def configure(
+        self,
+        handle: TunnelHandle,
+        cfg: WgConfig,
+        endpoints: list[tuple[str, int] | None],
+        netns: str,
+    ) -> None:
+        # The UAPI socket is a filesystem socket: reachable from any netns. `netns` is unused.
+        try:
+            request = build_set_request(
+                cfg.private_key, cfg.listen_port, cfg.fwmark, uapi_peers(cfg, endpoints)
+            )
+        except ValueError as exc:  # messages never include a secret
+            raise UsageError(f"cannot configure {handle.ifname}: {exc}") from None
+        self._client(handle).set(request)
+
+    def stats(self, handle: TunnelHandle, netns: str | None = None) -> TunnelStats:
+        return self._client(handle).get()
+
+    def destroy(self, handle: TunnelHandle, netns: str | None) -> None:
+        ifname = handle.ifname
+        sock = handle.uapi_socket or socket_path_for(ifname)
+        if handle.pid is not None:
+            self._stop(handle.pid, ifname)
+        if os.path.exists(sock):
+            if UapiClient(sock).accepts():
+                log.warning("%s is still served by another process; left in place", sock)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(sock)
+        if netns is not None:
+            from ..nsexec import netns_path, run_in_netns
+
+            if os.path.exists(netns_path(netns)):
+                run_in_netns(netns, _delete_link, ifname)
+        # netns None: the link was never moved; a TUN dies with the wireguard-go that holds it.
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _client(self, handle: TunnelHandle) -> UapiClient:
+        return UapiClient(handle.uapi_socket or socket_path_for(handle.ifname))
+
+    def _kill_child(self, proc: subprocess.Popen) -> None:
+        with contextlib.suppress(OSError):
+            proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=TERM_TIMEOUT)
+        self._children.pop(proc.pid, None)
+
+    def _stop(self, pid: int, ifname: str) -> None:
+        """SIGTERM, wait up to TERM_TIMEOUT, SIGKILL; only if pid really is our wireguard-go."""
+        proc = self._children.pop(pid, None)
+        if not is_wireguard_go(pid, ifname):
+            if proc is not None:
+                proc.poll()
+            _reap(pid)
+            return
+        for sig, wait in ((signal.SIGTERM, TERM_TIMEOUT), (signal.SIGKILL, TERM_TIMEOUT)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline:
+                if proc is not None:
+                    proc.poll()
+                else:
+                    _reap(pid)
+                if not _alive(pid):
+                    break
+                time.sleep(0.02)
+            if not _alive(pid):
+                break
+        else:
+            raise SystemFailure(f"{BINARY} {ifname} (pid {pid}) survived SIGKILL")
+        if proc is not None:
+            proc.poll()
+        _reap(pid)

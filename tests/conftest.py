@@ -1,0 +1,121 @@
+"""Shared fixtures: the closed test world is built once per session and torn down at the end.
+
+Integration tests run `vault` the way a user's machine would: inside the world's "host"
+namespace, entered with `nsenter --net=` (never `ip netns exec`: its slave mount namespace would
+hide the namespaces vault creates).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+VENV_BIN = os.path.dirname(sys.executable)
+VAULT = os.path.join(VENV_BIN, "vault")
+NSENTER = shutil.which("nsenter") or "/usr/bin/nsenter"
+
+
+def _integration_skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "integration tests need root"
+    from netns_vault.sandbox import missing_tools
+
+    missing = missing_tools()
+    if missing:
+        return "missing tools: " + ", ".join(missing)
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = None
+    checked = False
+    for item in items:
+        if "integration" in item.keywords or "docker" in item.keywords:
+            if not checked:
+                reason, checked = _integration_skip_reason(), True
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def world():
+    from netns_vault.sandbox import World
+
+    w = World("t")
+    w.start()
+    try:
+        yield w
+    finally:
+        w.stop()
+
+
+class VaultCli:
+    """Runs the real `vault` console script inside the world's host namespace."""
+
+    _counter = itertools.count()
+
+    def __init__(self, world):
+        self.world = world
+        self.created: list[str] = []
+
+    def __call__(self, *args: str, env: dict | None = None, timeout: float = 60,
+                 input: str | None = None) -> subprocess.CompletedProcess:
+        full_env = dict(os.environ)
+        full_env.pop("NETNS_VAULT_FAIL_AFTER", None)
+        if env:
+            full_env.update(env)
+        return subprocess.run(
+            [NSENTER, f"--net=/run/netns/{self.world.host_ns}", VAULT, *args],
+            capture_output=True, text=True, env=full_env, timeout=timeout, input=input,
+        )
+
+    def popen(self, *args: str, env: dict | None = None, **kwargs) -> subprocess.Popen:
+        full_env = dict(os.environ)
+        if env:
+            full_env.update(env)
+        return subprocess.Popen(
+            [NSENTER, f"--net=/run/netns/{self.world.host_ns}", VAULT, *args],
+            env=full_env, **kwargs)
+
+    def new_name(self) -> str:
+        name = f"t{os.getpid() % 10000}x{next(self._counter)}"
+        self.created.append(name)
+        return name
+
+    def config(self, index: int = 0, **kwargs) -> str:
+        path = os.path.join(self.world.tmpdir, f"client{index}-{next(self._counter)}.conf")
+        return self.world.write_client_config(path, index, **kwargs)
+
+    def up(self, name: str, *extra: str, index: int = 0) -> subprocess.CompletedProcess:
+        res = self("up", name, "--config", self.config(index), *extra)
+        assert res.returncode == 0, res.stderr
+        return res
+
+    def cleanup(self) -> None:
+        for name in self.created:
+            self("down", name, "--kill")
+
+
+@pytest.fixture
+def vault_cli(world):
+    cli = VaultCli(world)
+    try:
+        yield cli
+    finally:
+        cli.cleanup()
+
+
+@pytest.fixture
+def tool():
+    def find(name: str) -> str:
+        path = shutil.which(name)
+        if path is None:
+            pytest.skip(f"{name} not installed")
+        return path
+
+    return find
