@@ -221,6 +221,14 @@ def _move_link(ifname: str, netns: str) -> None:
         ipr.link("set", index=found[0], net_ns_fd=netns)
 
 
+def _peer_records(cfg: WgConfig, endpoints: list[tuple[str, int] | None]) -> list[dict]:
+    """What state keeps of each peer: public facts only."""
+    return [{"public_key": p.public_key,
+             "endpoint": str(p.endpoint) if p.endpoint else None,
+             "resolved": f"{e[0]}:{e[1]}" if e else None}
+            for p, e in zip(cfg.peers, endpoints, strict=True)]
+
+
 def _maybe_fail(step: str) -> None:
     if os.environ.get(FAIL_AFTER_ENV) == step:
         raise SystemFailure(f"injected failure after step {step!r}")
@@ -301,12 +309,7 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
                     "dns": dns_servers,
                     "dns_search": list(cfg.dns_search),
                     "made_etc_netns": made_parent,
-                    "peers": [
-                        {"public_key": p.public_key,
-                         "endpoint": str(p.endpoint) if p.endpoint else None,
-                         "resolved": f"{e[0]}:{e[1]}" if e else None}
-                        for p, e in zip(cfg.peers, endpoints, strict=True)
-                    ],
+                    "peers": _peer_records(cfg, endpoints),
                     "created_at": time.time(),
                 }
                 rb.step("write state", lambda: state.write_state(names.name, record),
@@ -415,6 +418,7 @@ def down(name: str, kill: bool = False, force: bool = False) -> DownResult:
                 run_in_netns(names.netns, _delete_links_inside)
             except Exception as exc:
                 problems.append(f"clearing interfaces: {exc}")
+        if exists or provider.kind == "docker":  # a holder outlives /run/netns (reboot)
             try:
                 provider.destroy(names, force)
             except ConflictError:
@@ -654,3 +658,59 @@ def _check_endpoints(names: VaultNames, handle: TunnelHandle, record: dict) -> I
 def tunnel_driver_of(name: str) -> TunnelDriver:
     names = VaultNames.of(name)
     return get_driver(_tunnel_handle(names, state.read_state(names.name)).driver)
+
+
+# ---------------------------------------------------------------------------------------------
+# reload: re-create only the tunnel
+
+
+def reload_tunnel(name: str, cfg: WgConfig | None = None, driver_choice: str | None = None,
+                  progress: Callable[[str], None] | None = None) -> UpResult:
+    """Tear down and re-create only the tunnel of vault NAME, in the namespace it already has.
+
+    The namespace (and so every process and container in it) is never touched: programs see the
+    tunnel interface vanish and come back. In between they have only `lo`: nothing leaks.
+    With no `cfg`, the config file recorded at `up` is read again.
+    """
+    from .config import load_config
+
+    names = VaultNames.of(name)
+    say = progress or (lambda msg: None)
+    with state.vault_lock(names.name):
+        record = state.read_state(names.name)
+        if record is None or not namespace.netns_exists(names.netns):
+            raise NotFoundError(f"no vault named {name!r} is up")
+        cfg = cfg or load_config(record["config_path"])
+        old = TunnelHandle.from_dict(record["tunnel"])
+        driver = select_driver(driver_choice) if driver_choice else get_driver(old.driver)
+        endpoints = resolve_endpoints(cfg)
+        addresses = [str(a) for a in cfg.ipv4_addresses]
+        dns_servers = [str(a) for a in cfg.ipv4_dns]
+
+        get_driver(old.driver).destroy(old, names.netns)
+        run_in_netns(names.netns, _delete_links_inside)
+        say("old tunnel removed (the vault has only lo now)")
+        # The firewall names the tunnel interface, which keeps its name: no rule changes.
+        handle = driver.create(names.iface, state.log_path(names.name))
+        record["tunnel"] = handle.to_dict()  # recorded at once, so `down` finds it on failure
+        state.write_state(names.name, record)
+        _move_link(names.iface, names.netns)
+        driver.configure(handle, cfg, endpoints, names.netns)
+        run_in_netns(names.netns, _configure_inside, names.iface, addresses,
+                     cfg.mtu or DEFAULT_MTU)
+        say(f"tunnel {names.iface} re-created ({driver.name} driver)")
+        if dns_servers != record.get("dns"):
+            dns.remove_dns_files(names.etc_dir, False)
+            dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search))
+        record.update({
+            "config_path": os.path.abspath(cfg.path),
+            "addresses": addresses,
+            "mtu": cfg.mtu or DEFAULT_MTU,
+            "dns": dns_servers,
+            "dns_search": list(cfg.dns_search),
+            "peers": _peer_records(cfg, endpoints),
+            "reloaded_at": time.time(),
+        })
+        state.write_state(names.name, record)
+    return UpResult(names.name, names.netns, driver.name, names.iface, addresses,
+                    [f"{e[0]}:{e[1]}" for e in endpoints if e], dns_servers, list(cfg.notices))

@@ -103,6 +103,25 @@ def down(
             out.print("  (use --kill to end them)")
 
 
+@app.command()
+def reload(
+    name: str,
+    config: Annotated[str | None, typer.Option("--config", "-c",
+                                               help="A new config; default: the one from `up`.")]
+    = None,
+) -> None:
+    """Re-create only the tunnel of vault NAME (new config, or wireguard-go died).
+
+    The namespace stays, so programs and containers inside keep running and reconnect."""
+    cfg = load_config(config) if config else None
+    result = vault.reload_tunnel(name, cfg)
+    for notice in result.notices:
+        _notice(notice)
+    out.print(f"[green]✔[/] tunnel of vault [bold]{result.name}[/] re-created "
+              f"({result.driver} driver, via {', '.join(result.endpoints) or 'no endpoint'})",
+              highlight=False)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(ctx: typer.Context) -> None:
     """Run a program inside a vault: vault run [-n NAME] [--user USER] -- CMD [ARGS...]"""
