@@ -13,7 +13,7 @@ from .errors import UsageError
 
 # "vw-" + 12 characters fills IFNAMSIZ (15 usable bytes) exactly.
 MAX_NAME_LEN = 12
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 
 NETNS_PREFIX = "vault-"
 IFACE_PREFIX = "vw-"
@@ -26,7 +26,7 @@ def validate_name(name: str) -> str:
         raise UsageError(
             f"vault name {name!r} is {len(name)} characters long; the limit is {MAX_NAME_LEN}"
         )
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise UsageError(
             f"vault name {name!r} is not allowed: use lowercase letters, digits and '-', "
             "starting with a letter or digit"

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs what netns-vault needs on a fresh Debian 12 / Ubuntu machine, then a venv with the
+# package in it (.venv/bin/vault). Idempotent: packages already installed are not fetched again.
+#
+#   scripts/setup.sh            system packages for vaults and the demo
+#   scripts/setup.sh --tests    also Docker (docker.io, docker-compose) for the test suite
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup.sh: run as root (sudo): it installs packages with apt-get" >&2
+    exit 3
+fi
+
+packages=(
+    iproute2 iptables wireguard-go wireguard-tools   # namespaces, links, the firewall, WireGuard
+    python3 python3-venv python3-dev gcc             # the venv; python-iptables builds a tiny C lib
+    tcpdump dnsmasq-base curl busybox-static         # the demo's closed world and its probes
+    conntrack procps util-linux kmod sudo            # lockdown, sysctl, nsenter/mount, vault run
+)
+if [ "${1:-}" = "--tests" ]; then
+    packages+=(docker.io docker-compose)
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "setup.sh: installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q
+    apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The venv uses the distribution's python3, so `sudo vault` works whatever pyenv or PATH say.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.prefix == sys.base_prefix)'; then
+    /usr/bin/python3 -m venv .venv
+fi
+extra=""
+[ "${1:-}" = "--tests" ] && extra="[test]"
+.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+echo "setup.sh: ready: $(pwd)/.venv/bin/vault"

@@ -1,0 +1,65 @@
+"""The CLI boundary: exit codes and one-line errors, with the real entry point (no mocks)."""
+
+import pytest
+
+from netns_vault import launcher
+from netns_vault.cli.entry import main, parse_run_args
+from netns_vault.errors import NotFoundError, UsageError
+
+
+def test_parse_run_args():
+    assert parse_run_args(["-n", "home", "--", "curl", "-v"]) == ("home", None, ["curl", "-v"])
+    assert parse_run_args(["--user", "bob", "firefox", "--new"]) == (None, "bob", ["firefox", "--new"])
+    assert parse_run_args(["--name=x", "--", "--weird"]) == ("x", None, ["--weird"])
+    with pytest.raises(UsageError):
+        parse_run_args(["-n"])
+    with pytest.raises(UsageError):
+        parse_run_args(["--bogus", "ls"])
+
+
+@pytest.mark.parametrize("argv,code,text", [
+    (["up", "BAD", "--config", "/nonexistent.conf"], 2, "not allowed"),
+    (["up", "ok", "--config", "/nonexistent/x.conf"], 2, "/nonexistent/x.conf"),
+    (["up", "ok", "--config", "x", "--driver", "magic"], 2, "unknown driver"),
+    (["run", "-n", "BAD", "--", "true"], 2, "not allowed"),
+    (["frobnicate"], 2, "No such command"),
+])
+def test_errors_are_one_line_with_the_right_exit_code(capsys, argv, code, text):
+    assert main(argv) == code
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert err.startswith("vault: ") and text in err
+
+
+def test_config_error_has_file_and_line(capsys, tmp_path):
+    conf = tmp_path / "wg0.conf"
+    conf.write_text("[Interface]\nPrivateKey = nope\n")
+    assert main(["up", "ok", "--config", str(conf)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vault: {conf}:2: "), err
+
+
+def test_pick_vault(tmp_path, monkeypatch):
+    monkeypatch.setattr(launcher, "NETNS_DIR", str(tmp_path))
+    with pytest.raises(NotFoundError):
+        launcher.pick_vault(None)
+    (tmp_path / "vault-a").touch()
+    (tmp_path / "other").touch()
+    assert launcher.pick_vault(None) == "a"
+    (tmp_path / "vault-b").touch()
+    with pytest.raises(UsageError, match="choose one"):
+        launcher.pick_vault(None)
+    assert launcher.pick_vault("b") == "b"
+    with pytest.raises(NotFoundError):
+        launcher.pick_vault("c")
+
+
+def test_identity_and_environment_of_the_program():
+    who = launcher.target_identity(None, {"SUDO_UID": "65534", "SUDO_GID": "65534"})
+    assert (who.uid, who.gid, who.name) == (65534, 65534, "nobody")
+    env = launcher.program_env({"SUDO_UID": "65534", "DISPLAY": ":0", "HOME": "/root"}, who)
+    assert env["DISPLAY"] == ":0" and env["HOME"] == who.home and env["USER"] == "nobody"
+    assert not any(k.startswith("SUDO_") for k in env)
+    assert launcher.target_identity("0", {}).uid == 0
+    with pytest.raises(UsageError):
+        launcher.target_identity("no-such-user-xyz", {})

@@ -1,0 +1,54 @@
+import pytest
+
+from netns_vault.rollback import Rollback
+
+
+def test_undoes_in_reverse_on_failure_and_only_once():
+    log = []
+    with pytest.raises(RuntimeError), Rollback() as rb:
+        rb.step("a", lambda: log.append("do a"), lambda: log.append("undo a"))
+        rb.step("b", lambda: log.append("do b"), lambda: log.append("undo b"))
+        raise RuntimeError("boom")
+    assert log == ["do a", "do b", "undo b", "undo a"]
+    assert rb.undo_all() == [] and log[-1] == "undo a"  # nothing runs twice
+
+
+def test_a_failed_do_registers_no_undo():
+    log = []
+
+    def fail():
+        raise OSError("nope")
+
+    with pytest.raises(OSError), Rollback() as rb:
+        rb.step("a", lambda: log.append("do a"), lambda: log.append("undo a"))
+        rb.step("b", fail, lambda: log.append("undo b"))
+    assert log == ["do a", "undo a"]
+
+
+def test_commit_keeps_everything():
+    log = []
+    with Rollback() as rb:
+        rb.step("a", lambda: None, lambda: log.append("undo a"))
+        rb.commit()
+    assert log == []
+
+
+def test_a_failing_undo_does_not_stop_the_others():
+    log = []
+
+    def bad_undo():
+        raise ValueError("undo broke")
+
+    with pytest.raises(KeyboardInterrupt), Rollback() as rb:
+        rb.push("a", lambda: log.append("undo a"))
+        rb.push("b", bad_undo)
+        rb.push("c", lambda: log.append("undo c"))
+        raise KeyboardInterrupt
+    assert log == ["undo c", "undo a"]
+    assert rb.errors == ["undoing b: undo broke"]
+
+
+def test_step_returns_what_do_returned():
+    rb = Rollback()
+    assert rb.step("x", lambda: 42, lambda: None) == 42
+    assert rb.pending == ["x"]
