@@ -62,9 +62,9 @@ def test_state_is_atomic_private_and_locked(tmp_path, monkeypatch):
     assert state.state_names() == ["a"]
     path.write_text("{torn")
     assert state.read_state("a") is None
-    with state.vault_lock("a", remove_after=True):
-        with pytest.raises(ConflictError, match="busy"), state.vault_lock("a"):
-            pass
+    with state.vault_lock("a", remove_after=True), \
+            pytest.raises(ConflictError, match="busy"), state.vault_lock("a"):
+        pass
     assert not (tmp_path / "run" / "a.lock").exists()
     state.remove_state("a")
     assert state.state_names() == []
