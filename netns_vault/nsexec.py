@@ -69,6 +69,7 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     if pid == 0:  # child
         os.close(r)
         code = 0
+        payload: dict[str, Any]
         try:
             setns_path(path)
             payload = {"ok": fn(*args, **kwargs)}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Literal
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Rollback:
     def __enter__(self) -> Rollback:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is not None and not self._committed:
             self.undo_all()
         return False

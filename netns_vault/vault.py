@@ -199,7 +199,7 @@ def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
         except socket.gaierror as exc:
             raise SystemFailure(f"endpoint {ep} does not resolve: {exc.strerror}") from None
         infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
-        out.append((infos[0][4][0], ep.port))
+        out.append((str(infos[0][4][0]), ep.port))
     return out
 
 
