@@ -244,81 +244,89 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
     driver = select_driver(driver_choice)
     provider = provider_for(provider_kind)
     with state.vault_lock(names.name) as lock:
-        if namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path):
-            raise ConflictError(f"vault {name} already exists (namespace {names.netns})")
-        if state.read_state(names.name) is not None:
-            raise ConflictError(f"vault {name} already exists (state in {state.STATE_DIR})")
-        if os.path.exists(names.etc_dir):
-            raise ConflictError(f"{names.etc_dir} already exists; remove it or pick another name")
-        if _host_link_exists(names.iface):
-            raise ConflictError(f"an interface named {names.iface} already exists on the host")
-        endpoints = resolve_endpoints(cfg)
-        addresses = [str(a) for a in cfg.ipv4_addresses]
-        dns_servers = [str(a) for a in cfg.ipv4_dns]
-        notices = list(cfg.notices)
-        if not dns_servers:
-            notices.append(dns.NO_DNS_WARNING)
-        v4, v6 = fw_rules.vault_rulesets(names.iface)
         try:
-            with Rollback() as rb:
-                provider.create(names, rb, dns_servers, list(cfg.dns_search))
-                say(f"namespace {names.netns} created")
-                _maybe_fail("namespace")
-
-                run_in_netns(names.netns, _prepare_inside, [v4.to_dict(), v6.to_dict()])
-                say("IPv6 disabled, iptables and ip6tables walls up")
-                _maybe_fail("inside")
-
-                handle = driver.create(names.iface, state.log_path(names.name))
-                rb.push(f"stop tunnel {names.iface}",
-                        lambda: driver.destroy(handle, names.netns))
-                rb.push("remove wireguard log", lambda: state.remove_log(names.name))
-                say(f"tunnel {names.iface} created on the host ({driver.name} driver)")
-                _maybe_fail("tunnel")
-
-                _move_link(names.iface, names.netns)
-                say(f"tunnel moved into {names.netns}")
-                _maybe_fail("move")
-
-                driver.configure(handle, cfg, endpoints, names.netns)
-                say("WireGuard configured")
-                _maybe_fail("wireguard")
-
-                run_in_netns(names.netns, _configure_inside, names.iface, addresses,
-                             cfg.mtu or DEFAULT_MTU)
-                say("addresses and default route set")
-                _maybe_fail("addresses")
-
-                made_parent = rb.step(
-                    f"write {names.etc_dir}",
-                    lambda: dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search)),
-                    lambda: None)
-                rb.push(f"remove {names.etc_dir}",
-                        lambda: dns.remove_dns_files(names.etc_dir, made_parent))
-                _maybe_fail("dns")
-
-                record = {
-                    "version": STATE_VERSION,
-                    "name": names.name,
-                    "netns": names.netns,
-                    "provider": provider.kind,
-                    "tunnel": handle.to_dict(),
-                    "config_path": os.path.abspath(cfg.path),
-                    "addresses": addresses,
-                    "mtu": cfg.mtu or DEFAULT_MTU,
-                    "dns": dns_servers,
-                    "dns_search": list(cfg.dns_search),
-                    "made_etc_netns": made_parent,
-                    "peers": _peer_records(cfg, endpoints),
-                    "created_at": time.time(),
-                }
-                rb.step("write state", lambda: state.write_state(names.name, record),
-                        lambda: state.remove_state(names.name))
-                _maybe_fail("state")
-                rb.commit()
+            return _up_locked(names, cfg, driver, provider, say)
         except BaseException:
-            lock.remove_lock = True
+            # Nothing of this vault exists now (a conflict leaves the other vault's state):
+            # leave no lock file behind either.
+            if state.read_state(names.name) is None:
+                lock.remove_lock = True
             raise
+
+
+def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
+               provider: NamespaceProvider, say: Callable[[str], None]) -> UpResult:
+    if namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path):
+        raise ConflictError(f"vault {names.name} already exists (namespace {names.netns})")
+    if state.read_state(names.name) is not None:
+        raise ConflictError(f"vault {names.name} already exists (state in {state.STATE_DIR})")
+    if os.path.exists(names.etc_dir):
+        raise ConflictError(f"{names.etc_dir} already exists; remove it or pick another name")
+    if _host_link_exists(names.iface):
+        raise ConflictError(f"an interface named {names.iface} already exists on the host")
+    endpoints = resolve_endpoints(cfg)
+    addresses = [str(a) for a in cfg.ipv4_addresses]
+    dns_servers = [str(a) for a in cfg.ipv4_dns]
+    notices = list(cfg.notices)
+    if not dns_servers:
+        notices.append(dns.NO_DNS_WARNING)
+    v4, v6 = fw_rules.vault_rulesets(names.iface)
+    with Rollback() as rb:
+        provider.create(names, rb, dns_servers, list(cfg.dns_search))
+        say(f"namespace {names.netns} created")
+        _maybe_fail("namespace")
+
+        run_in_netns(names.netns, _prepare_inside, [v4.to_dict(), v6.to_dict()])
+        say("IPv6 disabled, iptables and ip6tables walls up")
+        _maybe_fail("inside")
+
+        handle = driver.create(names.iface, state.log_path(names.name))
+        rb.push(f"stop tunnel {names.iface}",
+                lambda: driver.destroy(handle, names.netns))
+        rb.push("remove wireguard log", lambda: state.remove_log(names.name))
+        say(f"tunnel {names.iface} created on the host ({driver.name} driver)")
+        _maybe_fail("tunnel")
+
+        _move_link(names.iface, names.netns)
+        say(f"tunnel moved into {names.netns}")
+        _maybe_fail("move")
+
+        driver.configure(handle, cfg, endpoints, names.netns)
+        say("WireGuard configured")
+        _maybe_fail("wireguard")
+
+        run_in_netns(names.netns, _configure_inside, names.iface, addresses,
+                     cfg.mtu or DEFAULT_MTU)
+        say("addresses and default route set")
+        _maybe_fail("addresses")
+
+        made_parent = rb.step(
+            f"write {names.etc_dir}",
+            lambda: dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search)),
+            lambda: None)
+        rb.push(f"remove {names.etc_dir}",
+                lambda: dns.remove_dns_files(names.etc_dir, made_parent))
+        _maybe_fail("dns")
+
+        record = {
+            "version": STATE_VERSION,
+            "name": names.name,
+            "netns": names.netns,
+            "provider": provider.kind,
+            "tunnel": handle.to_dict(),
+            "config_path": os.path.abspath(cfg.path),
+            "addresses": addresses,
+            "mtu": cfg.mtu or DEFAULT_MTU,
+            "dns": dns_servers,
+            "dns_search": list(cfg.dns_search),
+            "made_etc_netns": made_parent,
+            "peers": _peer_records(cfg, endpoints),
+            "created_at": time.time(),
+        }
+        rb.step("write state", lambda: state.write_state(names.name, record),
+                lambda: state.remove_state(names.name))
+        _maybe_fail("state")
+        rb.commit()
     return UpResult(names.name, names.netns, driver.name, names.iface, addresses,
                     [f"{e[0]}:{e[1]}" for e in endpoints if e], dns_servers, notices)
 

@@ -353,3 +353,53 @@ def test_private_key_never_on_a_command_line_in_state_or_logs(world, vault_cli):
     status = vault_cli("status", name, "--json")
     assert key not in status.stdout
     assert names.iface in status.stdout
+
+
+def test_endpoint_hostname_is_resolved_on_the_host_and_recorded(world, vault_cli, tmp_path):
+    # "localhost" resolves from /etc/hosts: no query leaves even the simulated host.
+    name = vault_cli.new_name()
+    text = world.client_config_text(0).replace(f"{world.ENDPOINT_ADDR}:", "localhost:")
+    conf = tmp_path / "byname.conf"
+    conf.write_text(text)
+    res = vault_cli("up", name, "--config", str(conf))
+    assert res.returncode == 0, res.stderr
+    status = json.loads(vault_cli("status", name, "--json").stdout)
+    assert status["peers"][0]["endpoint"] == f"localhost:{world.ENDPOINT_PORT}"
+    assert status["peers"][0]["resolved"] == f"127.0.0.1:{world.ENDPOINT_PORT}"
+    check = json.loads(vault_cli("check", name, "--json").stdout)
+    endpoint = next(i for i in check["invariants"] if i["name"] == "endpoint")
+    assert endpoint["ok"], endpoint
+
+
+def test_an_endpoint_that_does_not_resolve_changes_nothing(world, vault_cli, tmp_path):
+    # The query can only go to the closed world (the host namespace routes nowhere else).
+    name = vault_cli.new_name()
+    before = host_snapshot(world, name)
+    text = world.client_config_text(0).replace(f"{world.ENDPOINT_ADDR}:", "no-such-host.invalid:")
+    conf = tmp_path / "unresolvable.conf"
+    conf.write_text(text)
+    res = vault_cli("up", name, "--config", str(conf), env={"RES_OPTIONS": "timeout:1 attempts:1"})
+    assert res.returncode == 3, res.stderr
+    assert "does not resolve" in res.stderr and len(res.stderr.strip().splitlines()) == 1
+    assert host_snapshot(world, name) == before
+
+
+def test_reload_recreates_only_the_tunnel(world, vault_cli):
+    name = vault_cli.new_name()
+    vault_cli.up(name)
+    ns_inode = os.stat(VaultNames.of(name).netns_path).st_ino
+    sleeper = vault_cli.popen("run", "-n", name, "--", "sleep", "60")
+    try:
+        before = json.loads(vault_cli("status", name, "--json").stdout)
+        res = vault_cli("reload", name)
+        assert res.returncode == 0, res.stderr
+        assert os.stat(VaultNames.of(name).netns_path).st_ino == ns_inode
+        assert sleeper.poll() is None
+        after = json.loads(vault_cli("status", name, "--json").stdout)
+        assert after["processes"] and before["addresses"] == after["addresses"]
+        assert sandbox.http_get(inside(name), world.WEB_URL) == \
+            f"client={world.client_address(0)}\n"
+        assert vault_cli("check", name).returncode == 0
+    finally:
+        sleeper.kill()
+        sleeper.wait()
