@@ -5,5 +5,5 @@ cd "$(dirname "$0")"
 scripts/setup.sh --tests
 scripts/start-dockerd.sh
 scripts/make-base-image.sh
-.venv/bin/ruff check netns_vault tests bench
+.venv/bin/ruff check .
 exec .venv/bin/pytest -ra "$@"
