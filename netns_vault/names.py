@@ -19,6 +19,10 @@ NETNS_PREFIX = "vault-"
 IFACE_PREFIX = "vw-"
 
 
+def is_valid_name(name: str) -> bool:
+    return isinstance(name, str) and len(name) <= MAX_NAME_LEN and bool(_NAME_RE.fullmatch(name))
+
+
 def validate_name(name: str) -> str:
     if not isinstance(name, str) or not name:
         raise UsageError("vault name is empty")

@@ -113,7 +113,9 @@ def state_names() -> list[str]:
         entries = os.listdir(STATE_DIR)
     except FileNotFoundError:
         return []
-    return sorted(e[:-5] for e in entries if e.endswith(".json"))
+    from .names import is_valid_name
+
+    return sorted(e[:-5] for e in entries if e.endswith(".json") and is_valid_name(e[:-5]))
 
 
 def log_path(name: str) -> str:
