@@ -11,6 +11,8 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import sys
+import warnings
 from types import ModuleType
 
 from ..errors import SystemFailure
@@ -25,19 +27,50 @@ def load_iptc() -> ModuleType:
         found = sorted(glob.glob(os.path.join(libdir, "libxtables.so.*[0-9]")))
         if found and os.path.isdir(os.path.join(libdir, "xtables")):
             os.environ.setdefault("XTABLES_LIBDIR", os.path.join(libdir, "xtables"))
-            os.environ.setdefault("IPTABLES_LIBDIR", libdir)
+            # python-iptables' own helper (libxtwrapper) by path too: otherwise it is looked up
+            # through ctypes.util.find_library, which runs ldconfig, gcc and ld for each of four
+            # spellings of its name before falling back to site-packages (~50-100 ms).
+            wrapper_dir = _xtwrapper_dir()
+            os.environ.setdefault("IPTABLES_LIBDIR",
+                                  f"{libdir}:{wrapper_dir}" if wrapper_dir else libdir)
             major = found[0].rsplit(".so.", 1)[1].split(".")[0]
             os.environ.setdefault("PYTHON_IPTABLES_XTABLES_VERSION", major)
             break
     # setuptools' distutils shim costs ~100 ms at import; python-iptables only needs get_python_lib.
+    # The variable alone is not enough: the shim's finder is installed at interpreter startup
+    # (distutils-precedence.pth) and does not look at it again, so step around it while iptc
+    # imports distutils.sysconfig (stdlib distutils on 3.11; on 3.12+ iptc falls back to sysconfig).
     os.environ.setdefault("SETUPTOOLS_USE_DISTUTILS", "stdlib")
+    shims = []
+    if os.environ["SETUPTOOLS_USE_DISTUTILS"] == "stdlib" and "distutils" not in sys.modules:
+        shims = [(i, f) for i, f in enumerate(sys.meta_path)
+                 if type(f).__module__ == "_distutils_hack"]
     try:
-        import iptc
+        for _, finder in shims:
+            sys.meta_path.remove(finder)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # stdlib distutils says it is
+            import iptc
     except Exception as exc:
         raise SystemFailure(
             f"python-iptables cannot load libiptc/libxtables ({exc}); apt-get install iptables"
         ) from exc
+    finally:
+        for i, finder in shims:
+            sys.meta_path.insert(i, finder)
     return iptc
+
+
+def _xtwrapper_dir() -> str | None:
+    """The directory python-iptables finds libxtwrapper in when nothing else does: its install
+    location (site-packages), else the first sys.path entry that has it."""
+    import sysconfig  # python-iptables imports it anyway
+
+    name = "libxtwrapper" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+    for d in (sysconfig.get_path("purelib"), *sys.path):
+        if d and os.path.isfile(os.path.join(d, name)):
+            return d
+    return None
 
 
 def _tables(iptc: ModuleType, family: int):

@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from netns_vault.errors import ConfigError, UsageError
+from netns_vault.errors import ConfigError, NotFoundError, UsageError
 from netns_vault.lockdown import persist, rules, snapshot, sysctl
 from netns_vault.lockdown.rules import (
     CHAIN_EP,
@@ -53,8 +53,8 @@ class Pkt:
     proto: str = "tcp"
     src: str = "192.0.2.2"
     dst: str = "203.0.113.80"
-    sport: int = 40000
-    dport: int = 80
+    sport: int | None = 40000  # None for ICMP
+    dport: int | None = 80
     ctstate: str = "NEW"
     ctdir: str = "ORIGINAL"
 
@@ -146,13 +146,15 @@ specs = st.builds(
 @st.composite
 def packets(draw, hook: str) -> Pkt:
     state = draw(st.sampled_from(["NEW", "ESTABLISHED", "RELATED", "INVALID"]))
+    proto = draw(st.sampled_from(["tcp", "udp", "icmp"]))
+    ports = st.sampled_from(PORTS) if proto != "icmp" else st.none()
     return Pkt(
         hook=hook,
         in_iface=draw(st.sampled_from(IFACES)) if hook != "OUTPUT" else None,
         out_iface=draw(st.sampled_from(IFACES)) if hook != "INPUT" else None,
-        proto=draw(st.sampled_from(["tcp", "udp", "icmp"])),
+        proto=proto,
         src=draw(st.sampled_from(ADDRS)), dst=draw(st.sampled_from(ADDRS)),
-        sport=draw(st.sampled_from(PORTS)), dport=draw(st.sampled_from(PORTS)),
+        sport=draw(ports), dport=draw(ports),
         ctstate=state,
         ctdir="ORIGINAL" if state == "NEW" else draw(st.sampled_from(["ORIGINAL", "REPLY"])),
     )
@@ -169,7 +171,7 @@ def allowed_out(s: LockdownSpec, p: Pkt) -> bool:
     if p.proto == "udp" and any((p.dst, p.dport, p.out_iface) == (e.ip, e.port, e.iface)
                                 for e in s.endpoints):
         return True
-    if p.dport == 53:
+    if p.proto in ("tcp", "udp") and p.dport == 53:
         return False  # DNS never leaves but through the tunnel (LAN included)
     if (s.allow_dhcp and p.proto == "udp" and (p.sport, p.dport) == (68, 67)
             and p.out_iface in s.phys_ifaces):
@@ -470,6 +472,16 @@ def test_cli_apply_with_a_bad_config_raises_config_error(tmp_path):
     with pytest.raises(ConfigError, match=r"wg0\.conf:\d+: "):
         CliRunner().invoke(app, ["apply", "--config", str(conf), "--state-dir",
                                  str(state_dir)], catch_exceptions=False)
+    assert not state_dir.exists()
+
+
+@pytest.mark.parametrize("command", ["confirm", "revert", "refresh"])
+def test_commands_that_need_a_lockdown_leave_no_state_dir(tmp_path, command):
+    from netns_vault import lockdown
+
+    state_dir = tmp_path / "state"
+    with pytest.raises(NotFoundError, match="no lockdown is applied"):
+        getattr(lockdown, command)(netns="/nonexistent/netns", state_dir=str(state_dir))
     assert not state_dir.exists()
 
 

@@ -1,0 +1,415 @@
+"""The lockdown ruleset, as data: what `vault lockdown apply` puts in the filter tables.
+
+Pure: no I/O. `build_tables(spec)` turns a LockdownSpec into one TableRules per family; the
+python-iptables backend (`apply.py`) commits each in one go, and `check` compares the live tables
+with the same data.
+
+Layout (IPv4). The builtin chains get policy DROP and, as their first rule, a jump to our chain;
+every one of our chains ends in DROP, so whatever else is in the builtin chains never decides:
+
+    INPUT   -> VAULT-LOCKDOWN-IN   lo, tunnel, endpoints, DHCP replies, SSH, LAN, DROP
+    OUTPUT  -> VAULT-LOCKDOWN-OUT  lo, tunnel, endpoints, port 53 DROP, DHCP, SSH replies, LAN, DROP
+    FORWARD -> VAULT-LOCKDOWN-FWD  (--allow-forward-from IF: IF -> tunnel and replies), DROP
+    VAULT-LOCKDOWN-EP              WireGuard UDP to/from each resolved endpoint on its interface;
+                                   jumped to from IN and OUT, swapped alone by `refresh`
+
+IPv6: the same three chains, each a single DROP, and policies DROP.
+
+Unlike the blog's script, ESTABLISHED,RELATED is never accepted globally: only the tunnel and lo
+(where everything is accepted anyway), the SSH exception (replies to inbound SSH only) and the
+forwarding exception use conntrack state.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ..errors import UsageError
+
+CHAIN_IN = "VAULT-LOCKDOWN-IN"
+CHAIN_OUT = "VAULT-LOCKDOWN-OUT"
+CHAIN_FWD = "VAULT-LOCKDOWN-FWD"
+CHAIN_EP = "VAULT-LOCKDOWN-EP"
+BUILTIN_JUMPS = (("INPUT", CHAIN_IN), ("OUTPUT", CHAIN_OUT), ("FORWARD", CHAIN_FWD))
+OUR_CHAINS = (CHAIN_IN, CHAIN_OUT, CHAIN_FWD, CHAIN_EP)
+COMMENT_PREFIX = "netns-vault lockdown: "
+IFNAMSIZ = 16
+DNS_PORT = 53
+DHCP_CLIENT_PORT = 68
+DHCP_SERVER_PORT = 67
+
+
+# --------------------------------------------------------------------------------------------
+# The input
+
+
+@dataclass(frozen=True)
+class EndpointAddr:
+    """One resolved WireGuard endpoint and the physical interface that reaches it."""
+
+    ip: str
+    port: int
+    iface: str
+
+    def __str__(self) -> str:
+        return f"{self.ip}:{self.port} via {self.iface}"
+
+
+@dataclass(frozen=True)
+class LockdownSpec:
+    """Everything the ruleset depends on; stored in the state file and the boot spec file."""
+
+    tunnel: str
+    endpoints: tuple[EndpointAddr, ...]
+    ssh_port: int | None = 22  # None: no SSH exception
+    ssh_from: tuple[str, ...] = ()  # empty: SSH from anywhere
+    allow_lan: tuple[str, ...] = ()
+    allow_dhcp: bool = True
+    forward_from: tuple[str, ...] = ()
+    tunnel_addresses: tuple[str, ...] = ()  # the config's IPv4 addresses (for conntrack)
+
+    @property
+    def phys_ifaces(self) -> tuple[str, ...]:
+        """The interfaces that carry the endpoints, in first-seen order."""
+        return tuple(dict.fromkeys(ep.iface for ep in self.endpoints))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LockdownSpec:
+        return cls(
+            tunnel=str(d["tunnel"]),
+            endpoints=tuple(EndpointAddr(str(e["ip"]), int(e["port"]), str(e["iface"]))
+                            for e in d["endpoints"]),
+            ssh_port=None if d.get("ssh_port") is None else int(d["ssh_port"]),
+            ssh_from=tuple(d.get("ssh_from", ())),
+            allow_lan=tuple(d.get("allow_lan", ())),
+            allow_dhcp=bool(d.get("allow_dhcp", True)),
+            forward_from=tuple(d.get("forward_from", ())),
+            tunnel_addresses=tuple(d.get("tunnel_addresses", ())),
+        )
+
+
+def check_iface(name: str, what: str) -> str:
+    """An interface name as the kernel accepts it (and no '!', which iptables reads as 'not')."""
+    if (not isinstance(name, str) or not name or len(name.encode()) >= IFNAMSIZ
+            or name in (".", "..") or any(c in name for c in "/!:+ \t\n\0")):
+        raise UsageError(f"{what}: {name!r} is not a valid interface name")
+    return name
+
+
+def check_cidr(text: str, what: str) -> str:
+    """An IPv4 network, normalised (host bits cleared): '198.18.0.7/24' -> '198.18.0.0/24'."""
+    try:
+        net = ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise UsageError(f"{what}: {text!r} is not an IPv4 address or CIDR") from None
+    if net.version != 4:
+        raise UsageError(f"{what}: {text!r} is IPv6; IPv6 is dropped entirely under lockdown")
+    return str(net)
+
+
+def check_port(port: int, what: str) -> int:
+    if not isinstance(port, int) or not 1 <= port <= 65535:
+        raise UsageError(f"{what}: {port!r} is not a port number (1-65535)")
+    return port
+
+
+def make_spec(tunnel: str, endpoints: Iterable[EndpointAddr], *, ssh_port: int | None = 22,
+              ssh_from: Iterable[str] = (), allow_lan: Iterable[str] = (),
+              allow_dhcp: bool = True, forward_from: Iterable[str] = (),
+              tunnel_addresses: Iterable[str] = ()) -> LockdownSpec:
+    """Validate and normalise the inputs; raises UsageError naming the bad one."""
+    check_iface(tunnel, "tunnel interface")
+    eps: list[EndpointAddr] = []
+    for ep in endpoints:
+        try:
+            ip = ipaddress.ip_address(ep.ip)
+        except ValueError:
+            raise UsageError(f"endpoint {ep.ip!r} is not an IP address") from None
+        if ip.version != 4:
+            raise UsageError(f"endpoint {ep.ip} is IPv6, but lockdown turns IPv6 off; "
+                             "use an IPv4 endpoint")
+        check_port(ep.port, f"endpoint {ep.ip} port")
+        check_iface(ep.iface, f"interface to endpoint {ep.ip}")
+        if ep.iface == tunnel:
+            raise UsageError(f"the route to endpoint {ep.ip} goes through the tunnel {tunnel} "
+                             "itself; give the physical interface with --phys")
+        item = EndpointAddr(str(ip), ep.port, ep.iface)
+        if item not in eps:
+            eps.append(item)
+    if not eps:
+        raise UsageError("no peer has an Endpoint: the lockdown would leave the tunnel no way out")
+    if ssh_port is not None:
+        check_port(ssh_port, "--ssh-port")
+    fwd = tuple(dict.fromkeys(check_iface(i, "--allow-forward-from") for i in forward_from))
+    if tunnel in fwd:
+        raise UsageError(f"--allow-forward-from {tunnel}: that is the tunnel itself")
+    return LockdownSpec(
+        tunnel=tunnel,
+        endpoints=tuple(eps),
+        ssh_port=ssh_port,
+        ssh_from=tuple(dict.fromkeys(check_cidr(c, "--ssh-from") for c in ssh_from)),
+        allow_lan=tuple(dict.fromkeys(check_cidr(c, "--allow-lan") for c in allow_lan)),
+        allow_dhcp=allow_dhcp,
+        forward_from=fwd,
+        tunnel_addresses=tuple(dict.fromkeys(
+            str(ipaddress.ip_interface(a).ip) for a in tunnel_addresses)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The output
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One `iptables -A CHAIN ...` line. `out_iface`/`in_iface` may start with '!'."""
+
+    chain: str
+    target: str
+    proto: str | None = None
+    src: str | None = None
+    dst: str | None = None
+    in_iface: str | None = None
+    out_iface: str | None = None
+    sport: int | None = None
+    dport: int | None = None
+    ctstate: str | None = None
+    ctdir: str | None = None
+    comment: str | None = None
+
+    def args(self) -> list[str]:
+        """The iptables arguments after `-A CHAIN`, in iptables-save order."""
+        out: list[str] = []
+        if self.src:
+            out += ["-s", self.src]
+        if self.dst:
+            out += ["-d", self.dst]
+        for flag, iface in (("-i", self.in_iface), ("-o", self.out_iface)):
+            if iface:
+                out += ["!", flag, iface[1:]] if iface.startswith("!") else [flag, iface]
+        if self.proto:
+            out += ["-p", self.proto]
+            if self.sport is not None or self.dport is not None:
+                out += ["-m", self.proto]
+                if self.sport is not None:
+                    out += ["--sport", str(self.sport)]
+                if self.dport is not None:
+                    out += ["--dport", str(self.dport)]
+        if self.ctstate:
+            out += ["-m", "conntrack", "--ctstate", self.ctstate]
+            if self.ctdir:
+                out += ["--ctdir", self.ctdir]
+        if self.comment:
+            out += ["-m", "comment", "--comment", f'"{COMMENT_PREFIX}{self.comment}"']
+        return out + ["-j", self.target]
+
+    def command(self, family: int = 4) -> str:
+        cmd = "iptables" if family == 4 else "ip6tables"
+        return " ".join([cmd, "-A", self.chain, *self.args()])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rule:
+        return cls(**d)
+
+
+@dataclass(frozen=True)
+class TableRules:
+    """The filter table of one family as the lockdown wants it."""
+
+    family: int  # 4 | 6
+    policies: dict[str, str]
+    chains: dict[str, tuple[Rule, ...]]  # our chains, in creation order
+    jumps: tuple[tuple[str, str], ...] = BUILTIN_JUMPS  # (builtin, our chain) at position 1
+
+    def commands(self) -> list[str]:
+        """The whole table as iptables commands: what a debug log or `status` shows."""
+        cmd = "iptables" if self.family == 4 else "ip6tables"
+        out = [f"{cmd} -N {name}" for name in self.chains]
+        for rules in self.chains.values():
+            out += [r.command(self.family) for r in rules]
+        out += [f"{cmd} -I {builtin} 1 -j {ours}" for builtin, ours in self.jumps]
+        out += [f"{cmd} -P {chain} {policy}" for chain, policy in self.policies.items()]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "family": self.family,
+            "policies": dict(self.policies),
+            "chains": {name: [r.to_dict() for r in rules] for name, rules in self.chains.items()},
+            "jumps": [list(j) for j in self.jumps],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TableRules:
+        return cls(
+            family=int(d["family"]),
+            policies=dict(d["policies"]),
+            chains={name: tuple(Rule.from_dict(r) for r in rules)
+                    for name, rules in d["chains"].items()},
+            jumps=tuple((str(a), str(b)) for a, b in d["jumps"]),
+        )
+
+
+DROP_POLICIES = {"INPUT": "DROP", "FORWARD": "DROP", "OUTPUT": "DROP"}
+
+
+def endpoint_rules(spec: LockdownSpec) -> tuple[Rule, ...]:
+    """VAULT-LOCKDOWN-EP: WireGuard UDP to each endpoint, and from it, on its interface only."""
+    out: list[Rule] = []
+    for ep in spec.endpoints:
+        note = f"WireGuard endpoint {ep.ip}:{ep.port}"
+        out.append(Rule(CHAIN_EP, "ACCEPT", proto="udp", dst=f"{ep.ip}/32", out_iface=ep.iface,
+                        dport=ep.port, comment=note))
+        out.append(Rule(CHAIN_EP, "ACCEPT", proto="udp", src=f"{ep.ip}/32", in_iface=ep.iface,
+                        sport=ep.port, comment=note))
+    return tuple(out)
+
+
+def _ssh_rules(spec: LockdownSpec) -> tuple[list[Rule], list[Rule]]:
+    if spec.ssh_port is None:
+        return [], []
+    sources: tuple[str | None, ...] = spec.ssh_from or (None,)
+    inbound = [Rule(CHAIN_IN, "ACCEPT", proto="tcp", src=s, dport=spec.ssh_port,
+                    ctstate="NEW,ESTABLISHED", ctdir="ORIGINAL", comment="inbound SSH")
+               for s in sources]
+    # Only the replies of inbound SSH: not "anything with source port 22", as the blog had.
+    replies = [Rule(CHAIN_OUT, "ACCEPT", proto="tcp", dst=s, sport=spec.ssh_port,
+                    ctstate="ESTABLISHED", ctdir="REPLY", comment="replies to inbound SSH")
+               for s in sources]
+    return inbound, replies
+
+
+def build_v4(spec: LockdownSpec) -> TableRules:
+    t = spec.tunnel
+    ssh_in, ssh_out = _ssh_rules(spec)
+    dhcp_in = dhcp_out = []
+    if spec.allow_dhcp:
+        dhcp_out = [Rule(CHAIN_OUT, "ACCEPT", proto="udp", out_iface=i, sport=DHCP_CLIENT_PORT,
+                         dport=DHCP_SERVER_PORT, comment="DHCP") for i in spec.phys_ifaces]
+        dhcp_in = [Rule(CHAIN_IN, "ACCEPT", proto="udp", in_iface=i, sport=DHCP_SERVER_PORT,
+                        dport=DHCP_CLIENT_PORT, comment="DHCP") for i in spec.phys_ifaces]
+    chain_in = [
+        Rule(CHAIN_IN, "ACCEPT", in_iface="lo"),
+        Rule(CHAIN_IN, "ACCEPT", in_iface=t, comment="the tunnel"),
+        Rule(CHAIN_IN, CHAIN_EP),
+        *dhcp_in,
+        *ssh_in,
+        *(Rule(CHAIN_IN, "ACCEPT", src=c, comment="allowed LAN") for c in spec.allow_lan),
+        Rule(CHAIN_IN, "DROP"),
+    ]
+    chain_out = [
+        Rule(CHAIN_OUT, "ACCEPT", out_iface="lo"),
+        Rule(CHAIN_OUT, "ACCEPT", out_iface=t, comment="the tunnel"),
+        Rule(CHAIN_OUT, CHAIN_EP),
+        # DNS only through the tunnel: nothing below (LAN included) may carry a query out.
+        Rule(CHAIN_OUT, "DROP", proto="udp", dport=DNS_PORT, comment="DNS only via the tunnel"),
+        Rule(CHAIN_OUT, "DROP", proto="tcp", dport=DNS_PORT, comment="DNS only via the tunnel"),
+        *dhcp_out,
+        *ssh_out,
+        *(Rule(CHAIN_OUT, "ACCEPT", dst=c, comment="allowed LAN") for c in spec.allow_lan),
+        Rule(CHAIN_OUT, "DROP"),
+    ]
+    chain_fwd: list[Rule] = []
+    for iface in spec.forward_from:
+        chain_fwd.append(Rule(CHAIN_FWD, "ACCEPT", in_iface=iface, out_iface=t,
+                              comment=f"forward {iface} into the tunnel"))
+        chain_fwd.append(Rule(CHAIN_FWD, "ACCEPT", in_iface=t, out_iface=iface,
+                              ctstate="RELATED,ESTABLISHED", comment=f"replies to {iface}"))
+    chain_fwd.append(Rule(CHAIN_FWD, "DROP"))
+    return TableRules(
+        family=4,
+        policies=dict(DROP_POLICIES),
+        chains={CHAIN_IN: tuple(chain_in), CHAIN_OUT: tuple(chain_out),
+                CHAIN_FWD: tuple(chain_fwd), CHAIN_EP: endpoint_rules(spec)},
+    )
+
+
+def build_v6() -> TableRules:
+    """IPv6: DROP everywhere, loopback included (IPv6 is also switched off by sysctl)."""
+    return TableRules(
+        family=6,
+        policies=dict(DROP_POLICIES),
+        chains={name: (Rule(name, "DROP", comment="IPv6 is off"),)
+                for name in (CHAIN_IN, CHAIN_OUT, CHAIN_FWD)},
+    )
+
+
+def build_tables(spec: LockdownSpec) -> list[TableRules]:
+    return [build_v4(spec), build_v6()]
+
+
+@dataclass(frozen=True)
+class KeepPolicy:
+    """Which conntrack entries survive `apply`: the flows the new ruleset allows, no others."""
+
+    loopback: str = "127.0.0.0/8"
+    tunnel_addresses: tuple[str, ...] = ()
+    endpoints: tuple[tuple[str, int], ...] = ()
+    ssh_port: int | None = None
+    ssh_from: tuple[str, ...] = ()
+    allow_lan: tuple[str, ...] = ()
+    allow_dhcp: bool = False
+
+    @classmethod
+    def of(cls, spec: LockdownSpec, live_tunnel_addresses: Iterable[str] = ()) -> KeepPolicy:
+        return cls(
+            tunnel_addresses=tuple(dict.fromkeys([*spec.tunnel_addresses,
+                                                  *live_tunnel_addresses])),
+            endpoints=tuple((ep.ip, ep.port) for ep in spec.endpoints),
+            ssh_port=spec.ssh_port,
+            ssh_from=spec.ssh_from,
+            allow_lan=spec.allow_lan,
+            allow_dhcp=spec.allow_dhcp,
+        )
+
+    def keeps(self, proto: int, orig: tuple[str, str, int | None, int | None],
+              reply: tuple[str, str, int | None, int | None]) -> bool:
+        """proto is the IP protocol number; orig/reply are (saddr, daddr, sport, dport)."""
+        addrs = [orig[0], orig[1], reply[0], reply[1]]
+        if any(_in(a, (self.loopback,)) for a in addrs):
+            return True
+        if any(a in self.tunnel_addresses for a in addrs):
+            return True  # through the tunnel, or NATed into it
+        if proto == 17:
+            for ip, port in self.endpoints:
+                if (orig[1], orig[3]) == (ip, port) or (orig[0], orig[2]) == (ip, port):
+                    return True
+            if self.allow_dhcp and (orig[2], orig[3]) == (DHCP_CLIENT_PORT, DHCP_SERVER_PORT):
+                return True
+        if (proto == 6 and self.ssh_port is not None and orig[3] == self.ssh_port
+                and (not self.ssh_from or _in(orig[0], self.ssh_from))):
+            return True
+        return bool(self.allow_lan) and (_in(orig[0], self.allow_lan)
+                                          or _in(orig[1], self.allow_lan))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(map(list, v)) if k == "endpoints" else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> KeepPolicy:
+        d = dict(d)
+        d["endpoints"] = tuple((str(ip), int(port)) for ip, port in d.get("endpoints", ()))
+        for key in ("tunnel_addresses", "ssh_from", "allow_lan"):
+            d[key] = tuple(d.get(key, ()))
+        return cls(**d)
+
+
+def _in(addr: str | None, nets: Iterable[str]) -> bool:
+    if not addr:
+        return False
+    try:
+        ip = ipaddress.ip_address(addr)
+    except ValueError:
+        return False
+    return any(ip in ipaddress.ip_network(n, strict=False) for n in nets
+               if ipaddress.ip_network(n, strict=False).version == ip.version)

@@ -1,0 +1,169 @@
+"""The `--confirm-within` watcher: a detached process that puts the earlier rules back unless
+`vault lockdown confirm` comes first ("commit confirmed").
+
+It must outlive the shell that ran `apply`, even a SIGKILLed one, so it is not a thread or a
+child of that process: `spawn` double-forks, the middle process calls setsid() and exits, and
+the grandchild execs `python -m netns_vault.lockdown.timer` in a session of its own (reparented
+to init; no SIGHUP from the SSH session that dies). It holds an fd of the target namespace, so it
+acts in the namespace the lockdown was applied in even if that namespace's name goes away.
+
+It acts only if the state still carries its token; `confirm` and `revert` clear the token and
+SIGTERM it (after checking /proc/PID/cmdline, since pids are reused).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+
+from ..errors import SystemFailure, VaultError
+from ..nsexec import netns_path
+
+log = logging.getLogger(__name__)
+
+MODULE = "netns_vault.lockdown.timer"
+STOP_TIMEOUT = 3.0
+
+
+def _package_root() -> str:
+    """The directory holding the netns_vault package (lockdown/timer.py -> three levels up)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def spawn(state_dir: str, netns: str | None, token: str, deadline: float, log_path: str) -> int:
+    """Start the detached watcher; returns its pid."""
+    ns_fd = os.open(netns_path(netns), os.O_RDONLY) if netns is not None else None
+    argv = [sys.executable, "-m", MODULE, "--state-dir", state_dir, "--token", token,
+            "--deadline", repr(deadline)]
+    if ns_fd is not None:
+        argv += ["--netns-fd", str(ns_fd)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [_package_root(),
+                                                      env.get("PYTHONPATH")]))
+    r, w = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        pid = os.fork()
+        if pid == 0:  # the middle process: new session, fork again, leave
+            try:
+                os.close(r)
+                os.setsid()
+                if os.fork():
+                    os._exit(0)
+                os.write(w, str(os.getpid()).encode())
+                os.close(w)
+                null = os.open(os.devnull, os.O_RDONLY)
+                out = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(null, 0)
+                os.dup2(out, 1)
+                os.dup2(out, 2)
+                if ns_fd is not None:
+                    os.set_inheritable(ns_fd, True)
+                os.chdir("/")
+                os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(127)
+        os.close(w)
+        w = -1
+        with os.fdopen(r, "rb") as inp:
+            r = -1
+            data = inp.read()
+        os.waitpid(pid, 0)
+    finally:
+        for fd in (r, w, ns_fd):
+            if fd is not None and fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+    if not data:
+        raise SystemFailure("could not start the confirm timer")
+    timer_pid = int(data)
+    log.debug("confirm timer started: pid %d, reverts at %s unless confirmed", timer_pid,
+              time.strftime("%H:%M:%S", time.localtime(deadline)))
+    return timer_pid
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] not in (b"Z", b"X", b"x")
+
+
+def is_timer(pid: int, token: str) -> bool:
+    """True if pid is a live watcher carrying `token`."""
+    argv = _cmdline(pid)
+    return MODULE in argv and token in argv and _alive(pid)
+
+
+def find(token: str) -> list[int]:
+    """Pids of live watchers carrying `token` (for a watcher whose pid was never recorded)."""
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and is_timer(int(p), token)]
+
+
+def stop(pid: int | None, token: str) -> None:
+    """SIGTERM the watcher of `token` and wait until it is gone. Idempotent."""
+    pids = [pid] if pid is not None and is_timer(pid, token) else find(token)
+    for p in pids:
+        log.debug("kill -TERM %d  # the confirm timer", p)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(p, signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while _alive(p) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if _alive(p):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(p, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=MODULE)
+    parser.add_argument("--state-dir", required=True)
+    parser.add_argument("--token", required=True)
+    parser.add_argument("--deadline", type=float, required=True)
+    parser.add_argument("--netns-fd", type=int)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG,
+                        format="%(asctime)s timer[%(process)d] %(levelname)s %(message)s")
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    netns = f"/proc/self/fd/{args.netns_fd}" if args.netns_fd is not None else None
+    from .core import expire, pending_deadline
+
+    deadline: float | None = args.deadline
+    log.info("waiting until %s for `vault lockdown confirm`",
+             time.strftime("%H:%M:%S", time.localtime(deadline)))
+    while deadline is not None and (left := deadline - time.time()) > 0:
+        time.sleep(min(left, 1.0))
+        # apply moves the deadline once the walls are up, so the full time counts from then
+        deadline = pending_deadline(args.token, state_dir=args.state_dir)
+    if deadline is None:
+        log.info("nothing to do: confirmed, reverted or replaced meanwhile")
+        return 0
+    try:
+        if expire(args.token, netns=netns, state_dir=args.state_dir):
+            log.warning("not confirmed in time: the earlier rules are back")
+        else:
+            log.info("nothing to do: confirmed, reverted or replaced meanwhile")
+    except VaultError as exc:
+        log.error("could not put the earlier rules back: %s", exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
