@@ -76,9 +76,8 @@ def vault_lock(name: str, remove_after: bool = False) -> Iterator[LockHandle]:
         os.close(fd)
 
 
-def write_state(name: str, data: dict) -> None:
-    ensure_dir()
-    path = _path(name, "json")
+def write_json_atomic(path: str, data: dict) -> None:
+    """Temp file, fsync, rename: a reader sees the old file or the new one, never half of it."""
     tmp = f"{path}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
@@ -91,6 +90,11 @@ def write_state(name: str, data: dict) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+def write_state(name: str, data: dict) -> None:
+    ensure_dir()
+    write_json_atomic(_path(name, "json"), data)
 
 
 def read_state(name: str) -> dict | None:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, SystemFailure
+from ..state import write_json_atomic
 from .rules import LockdownSpec
 
 DEFAULT_STATE_DIR = "/run/netns-vault/lockdown"
@@ -117,19 +118,7 @@ class Store:
     def write(self, name: str, data: dict[str, Any]) -> None:
         """Atomically: a temp file, fsync, rename; root-only."""
         os.makedirs(self.directory, mode=0o700, exist_ok=True)
-        path = self.path(name)
-        tmp = f"{path}.tmp{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=2, sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.rename(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(self.path(name), data)
 
     def remove(self, *names: str) -> None:
         for name in names:

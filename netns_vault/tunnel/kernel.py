@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, SystemFailure, UsageError
 from .base import PeerStats, TunnelHandle, TunnelStats
+from .links import delete_link, netlink_text
 
 if TYPE_CHECKING:
     from ..config import WgConfig
 
 MODULE_DIR = "/sys/module/wireguard"
-ENODEV = 19
 ENOENT = 2
 
 
@@ -95,13 +95,6 @@ def parse_wireguard_info(msgs: Any) -> TunnelStats:
     return TunnelStats(listen_port=listen_port, peers=peers)
 
 
-def _netlink_text(exc: BaseException) -> str:
-    code = getattr(exc, "code", None)
-    if isinstance(code, int) and code > 0:
-        return f"{os.strerror(code)} (errno {code})"
-    return str(exc) or exc.__class__.__name__
-
-
 def _stats_to_json(stats: TunnelStats) -> dict:
     return {
         "listen_port": stats.listen_port,
@@ -133,7 +126,7 @@ def _apply(calls: list[dict[str, Any]]) -> None:
                 wg.set(**call)
         except Exception as exc:  # a NetlinkError's text holds no key
             raise SystemFailure(
-                f"cannot configure WireGuard link {ifname}: {_netlink_text(exc)}"
+                f"cannot configure WireGuard link {ifname}: {netlink_text(exc)}"
             ) from None
 
 
@@ -145,7 +138,7 @@ def _info(ifname: str) -> dict:
             return _stats_to_json(parse_wireguard_info(wg.info(ifname)))
         except Exception as exc:
             raise SystemFailure(
-                f"cannot read WireGuard link {ifname}: {_netlink_text(exc)}"
+                f"cannot read WireGuard link {ifname}: {netlink_text(exc)}"
             ) from None
 
 
@@ -154,23 +147,6 @@ def _create_link(ifname: str) -> None:
 
     with IPRoute() as ipr:
         ipr.link("add", ifname=ifname, kind="wireguard")
-
-
-def _delete_link(ifname: str) -> bool:
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            return False
-        try:
-            ipr.link("del", index=idx[0])
-        except NetlinkError as exc:
-            if exc.code == ENODEV:
-                return False
-            raise SystemFailure(f"cannot delete link {ifname}: {_netlink_text(exc)}") from None
-    return True
 
 
 class KernelDriver:
@@ -186,9 +162,9 @@ class KernelDriver:
         except ImportError as exc:
             return f"pyroute2 not importable ({exc})"
         except Exception as exc:
-            return f"module not loaded and a probe link failed ({_netlink_text(exc)})"
+            return f"module not loaded and a probe link failed ({netlink_text(exc)})"
         with contextlib.suppress(Exception):
-            _delete_link(probe)
+            delete_link(probe)
         return None
 
     def create(self, ifname: str, log_path: str | None = None) -> TunnelHandle:
@@ -199,7 +175,7 @@ class KernelDriver:
             if code == 17:  # EEXIST
                 raise ConflictError(f"link {ifname} already exists") from None
             raise SystemFailure(
-                f"cannot create WireGuard link {ifname}: {_netlink_text(exc)}"
+                f"cannot create WireGuard link {ifname}: {netlink_text(exc)}"
             ) from None
         return TunnelHandle(driver=self.name, ifname=ifname)
 
@@ -226,9 +202,9 @@ class KernelDriver:
 
     def destroy(self, handle: TunnelHandle, netns: str | None) -> None:
         if netns is None:
-            _delete_link(handle.ifname)
+            delete_link(handle.ifname)
             return
         from ..nsexec import netns_path, run_in_netns
 
         if os.path.exists(netns_path(netns)):
-            run_in_netns(netns, _delete_link, handle.ifname)
+            run_in_netns(netns, delete_link, handle.ifname)

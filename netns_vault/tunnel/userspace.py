@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConflictError, SystemFailure, UsageError
 from .base import TunnelHandle, TunnelStats
+from .links import delete_link
 from .uapi import UapiClient, UapiPeer, build_set_request, format_endpoint, socket_path_for
 
 if TYPE_CHECKING:
@@ -117,24 +118,6 @@ def _log_tail(path: str | None) -> str:
     except OSError as exc:
         return f"(cannot read {path}: {exc.strerror})"
     return text or "(log is empty)"
-
-
-def _delete_link(ifname: str) -> bool:
-    """Delete link `ifname` in the current netns if it exists. Runs in a netns helper child."""
-    from pyroute2 import IPRoute
-    from pyroute2.netlink.exceptions import NetlinkError
-
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
-            return False
-        try:
-            ipr.link("del", index=idx[0])
-        except NetlinkError as exc:
-            if exc.code == 19:  # ENODEV: gone meanwhile (wireguard-go exiting)
-                return False
-            raise SystemFailure(f"cannot delete link {ifname}: {exc}") from None
-    return True
 
 
 class UserspaceDriver:
@@ -242,7 +225,7 @@ class UserspaceDriver:
             from ..nsexec import netns_path, run_in_netns
 
             if os.path.exists(netns_path(netns)):
-                run_in_netns(netns, _delete_link, ifname)
+                run_in_netns(netns, delete_link, ifname)
         # netns None: the link was never moved; a TUN dies with the wireguard-go that holds it.
 
     # -- helpers -------------------------------------------------------------------------------
