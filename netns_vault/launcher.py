@@ -15,7 +15,6 @@ import ctypes
 import os
 import pwd
 import sys
-from dataclasses import dataclass, field
 
 from .errors import NotFoundError, SystemFailure, UsageError
 from .nsexec import CLONE_NEWNS, libc, setns_path, unshare
@@ -37,12 +36,17 @@ DESKTOP_ENV = ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "DBUS_SESSION_BU
                "PULSE_SERVER", "HOME", "LANG", "TERM", "XAUTHORITY", "COLORTERM", "LC_ALL")
 
 
-@dataclass
 class RunRequest:
-    argv: list[str]
-    name: str | None = None
-    user: str | None = None
-    env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    """What to run where. Plain classes here: dataclasses cost `vault run` milliseconds."""
+
+    __slots__ = ("argv", "name", "user", "env")
+
+    def __init__(self, argv: list[str], name: str | None = None, user: str | None = None,
+                 env: dict[str, str] | None = None):
+        self.argv = argv
+        self.name = name
+        self.user = user
+        self.env = dict(os.environ) if env is None else env
 
 
 def up_vault_names() -> list[str]:
@@ -66,13 +70,11 @@ def pick_vault(name: str | None) -> str:
     raise UsageError(f"{len(names)} vaults are up ({', '.join(names)}); choose one with -n NAME")
 
 
-@dataclass(frozen=True)
 class Identity:
-    uid: int
-    gid: int
-    name: str
-    home: str
-    shell: str
+    __slots__ = ("uid", "gid", "name", "home", "shell")
+
+    def __init__(self, uid: int, gid: int, name: str, home: str, shell: str):
+        self.uid, self.gid, self.name, self.home, self.shell = uid, gid, name, home, shell
 
 
 def target_identity(user: str | None, env: dict[str, str]) -> Identity:

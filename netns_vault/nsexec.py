@@ -8,19 +8,20 @@ work and sends back either its result (JSON) or the error it raised.
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import sys
-import traceback
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from .errors import SystemFailure, VaultError
 
+TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (mypy knows the name)
+if TYPE_CHECKING:  # typing, json and traceback stay off `vault run`'s import path
+    from collections.abc import Callable
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
+
 CLONE_NEWNS = 0x00020000
 CLONE_NEWNET = 0x40000000
-
-T = TypeVar("T")
 
 _libc: ctypes.CDLL | None = None
 
@@ -59,6 +60,8 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     Returns fn's JSON-serialisable result. A VaultError raised in the child is raised again in
     the parent with the same type and message; any other exception becomes a SystemFailure.
     """
+    import json
+
     path = netns_path(netns)
     if not os.path.exists(path):
         raise SystemFailure(f"network namespace {path} does not exist")
@@ -78,6 +81,8 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
                        "message": str(exc)}
             code = 1
         except BaseException as exc:  # report everything, never unwind into the parent's code
+            import traceback
+
             payload = {"error": "SystemFailure", "module": "netns_vault.errors",
                        "message": f"{exc.__class__.__name__}: {exc}",
                        "trace": traceback.format_exc()}

@@ -39,5 +39,7 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import sys; sys.exit(sys.
 fi
 extra=""
 [ "${1:-}" = "--tests" ] && extra="[test]"
-.venv/bin/pip install -q --disable-pip-version-check -e ".${extra}"
+# Not editable: pip compiles the bytecode, so `vault run` starts fast even where
+# PYTHONDONTWRITEBYTECODE is set. (Hacking on it? .venv/bin/pip install -e .)
+.venv/bin/pip install -q --disable-pip-version-check ".${extra}"
 echo "setup.sh: ready: $(pwd)/.venv/bin/vault"

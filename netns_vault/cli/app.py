@@ -221,27 +221,38 @@ def check(
     return 0
 
 
-def _mount_optional_apps() -> None:
-    """Sub-apps that live in their own modules."""
+SUBAPPS = {  # command -> (module, kind): mounted only when needed, they cost every command
+    "lockdown": ("netns_vault.cli.lockdown", "typer"),
+    "docker": ("netns_vault.cli.docker", "typer"),
+    "demo": ("netns_vault.cli.demo", "register"),
+    "doctor": ("netns_vault.cli.doctor", "register"),
+}
+SUBAPP_HELP = {"lockdown": "The host-wide kill switch.",
+               "docker": "Docker containers through a vault."}
+_mounted: set[str] = set()
+
+
+def mount_subapps(args: list[str]) -> None:
+    """Mount the sub-command modules `args` needs: the one it names, or all (for help)."""
     import importlib
 
-    for module, name, help_text in (
-        ("netns_vault.cli.lockdown", "lockdown", "The host-wide kill switch."),
-        ("netns_vault.cli.docker", "docker", "Docker containers through a vault."),
-    ):
+    command = next((a for a in args if not a.startswith("-")), None)
+    wanted = [command] if command in SUBAPPS else ([] if command in _CORE else list(SUBAPPS))
+    for name in wanted:
+        if name in _mounted:
+            continue
+        module, kind = SUBAPPS[name]
         try:
             sub = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             if exc.name == module:
                 continue
             raise
-        app.add_typer(sub.app, name=name, help=help_text)
-    for module in ("netns_vault.cli.demo", "netns_vault.cli.doctor"):
-        try:
-            importlib.import_module(module).register(app)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+        if kind == "typer":
+            app.add_typer(sub.app, name=name, help=SUBAPP_HELP[name])
+        else:
+            sub.register(app)
+        _mounted.add(name)
 
 
-_mount_optional_apps()
+_CORE = {"up", "down", "run", "ls", "status", "check", "reload"}

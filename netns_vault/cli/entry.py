@@ -7,6 +7,7 @@ one place: `report()`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 
@@ -108,8 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args and args[0] == "run":
             return run_main(args[1:])
-        from .app import app
+        from .app import app, mount_subapps
 
+        mount_subapps(args)
         rv = app(args=args, prog_name="vault", standalone_mode=False)
         return rv if isinstance(rv, int) else 0
     except SystemExit as exc:
@@ -118,5 +120,21 @@ def main(argv: list[str] | None = None) -> int:
         return report(exc)
 
 
+def console() -> None:
+    """The console script: main(), then exit without the interpreter's teardown.
+
+    Tearing down a process that imported typer, rich, pyroute2 and python-iptables costs tens of
+    milliseconds for nothing; exit handlers still run and output is flushed first.
+    """
+    code = main()
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    console()

@@ -149,13 +149,30 @@ def _create_link(ifname: str) -> None:
         ipr.link("add", ifname=ifname, kind="wireguard")
 
 
+def _module_installed(release: str) -> bool:
+    """Whether modprobe could load wireguard: it is in modules.dep or modules.builtin."""
+    base = f"/lib/modules/{release}"
+    for index in ("modules.dep", "modules.builtin"):
+        try:
+            with open(f"{base}/{index}") as f:
+                if any("/wireguard.ko" in line.split(":", 1)[0] for line in f):
+                    return True
+        except OSError:
+            continue
+    return False
+
+
 class KernelDriver:
     name = "kernel"
 
     def unavailable_reason(self) -> str | None:
-        if os.path.isdir(MODULE_DIR):
+        if os.path.isdir(MODULE_DIR):  # loaded, or built in (it has a version, so it shows)
             return None
-        # Not loaded (or built in without /sys/module): creating a link autoloads the module.
+        release = os.uname().release
+        if not _module_installed(release):
+            # Skips a netlink probe (and pyroute2's import) on the common no-module host.
+            return f"module not loaded and not installed for kernel {release}"
+        # Installed but not loaded: creating a link autoloads it.
         probe = f"vwprobe{os.getpid() % 10**7}"
         try:
             _create_link(probe)

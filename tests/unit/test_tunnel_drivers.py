@@ -133,8 +133,42 @@ def test_parse_wireguard_info():
     )
 
 
+def test_kernel_unavailable_without_the_module_installed_skips_the_probe(monkeypatch):
+    monkeypatch.setattr(kernel, "MODULE_DIR", "/nonexistent/wireguard")
+    monkeypatch.setattr(kernel, "_module_installed", lambda release: False)
+
+    def no_probe(ifname):
+        raise AssertionError("probed although the module is not installed")
+
+    monkeypatch.setattr(kernel, "_create_link", no_probe)
+    reason = kernel.KernelDriver().unavailable_reason()
+    assert reason is not None and "not installed for kernel" in reason
+
+
+def test_module_installed_reads_the_kernel_module_indexes(tmp_path, monkeypatch):
+    import builtins
+
+    real_open = builtins.open
+    base = tmp_path / "lib" / "modules" / "9.9"
+    base.mkdir(parents=True)
+    (base / "modules.dep").write_text("kernel/drivers/net/veth.ko:\n")
+    (base / "modules.builtin").write_text("kernel/drivers/net/wireguard/wireguard.ko\n")
+
+    def fake_open(path, *a, **kw):
+        if str(path).startswith("/lib/modules/"):
+            path = str(tmp_path) + str(path)
+        return real_open(path, *a, **kw)
+
+    monkeypatch.setattr(builtins, "open", fake_open)
+    assert kernel._module_installed("9.9")
+    (base / "modules.builtin").write_text("")
+    assert not kernel._module_installed("9.9")
+    assert not kernel._module_installed("no-such-release")
+
+
 def test_kernel_unavailable_reason_reports_probe_error(monkeypatch):
     monkeypatch.setattr(kernel, "MODULE_DIR", "/nonexistent/wireguard")
+    monkeypatch.setattr(kernel, "_module_installed", lambda release: True)
 
     class FakeNetlinkError(Exception):
         code = 95
