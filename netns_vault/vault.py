@@ -437,6 +437,8 @@ def down(name: str, kill: bool = False, force: bool = False) -> DownResult:
                 raise
             except Exception as exc:
                 problems.append(f"removing namespace: {exc}")
+        if not kill:  # only what still runs: `--force` stopped the attached containers
+            inside = [(pid, cmd) for pid, cmd in inside if _alive(pid)]
         dns.remove_dns_files(names.etc_dir, bool((record or {}).get("made_etc_netns")))
         state.remove_state(names.name)
         state.remove_log(names.name)

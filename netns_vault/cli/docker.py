@@ -14,8 +14,12 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
-                  help="Docker containers through a vault made with `vault up NAME --docker`.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    help="Docker containers through a vault made with `vault up NAME --docker`.",
+)
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -27,11 +31,11 @@ def run_cmd(
     args: Annotated[list[str] | None, typer.Argument(help="Command and arguments.")] = None,
     name: Annotated[str | None, typer.Option("--name", help="Container name.")] = None,
     detach: Annotated[bool, typer.Option("--detach", "-d", help="Start it and return.")] = False,
-    rm: Annotated[bool, typer.Option("--rm", help="Remove the container when it exits.")]
-    = False,
-    env: Annotated[list[str] | None, typer.Option("--env", "-e", metavar="KEY=VALUE",
-                                                  help="Environment variable (repeatable).")]
-    = None,
+    rm: Annotated[bool, typer.Option("--rm", help="Remove the container when it exits.")] = False,
+    env: Annotated[
+        list[str] | None,
+        typer.Option("--env", "-e", metavar="KEY=VALUE", help="Environment variable (repeatable)."),
+    ] = None,
 ) -> int:
     """Run a container whose only network is vault NAME: vault docker run NAME [OPTIONS] -- IMAGE [ARGS]
 
@@ -40,8 +44,15 @@ def run_cmd(
     """
     from ..docker import attach
 
-    req = attach.RunRequest(vault=vault, image=image, command=tuple(args or ()), name=name,
-                            detach=detach, remove=rm, env=attach.parse_env(env or []))
+    req = attach.RunRequest(
+        vault=vault,
+        image=image,
+        command=tuple(args or ()),
+        name=name,
+        detach=detach,
+        remove=rm,
+        env=attach.parse_env(env or []),
+    )
     result = attach.run(req)
     if detach:
         print(result.container_id)
@@ -59,8 +70,9 @@ def ls_cmd(
 
     rows = attach.attached(vault)
     if as_json:
-        print(json.dumps([{"id": c.id, "name": c.name, "status": c.status} for c in rows],
-                         indent=2))
+        print(
+            json.dumps([{"id": c.id, "name": c.name, "status": c.status} for c in rows], indent=2)
+        )
         return
     if not rows:
         out.print(f"no container is attached to vault {vault}")
@@ -76,11 +88,16 @@ def ls_cmd(
 @app.command("expose")
 def expose_cmd(
     vault: Annotated[str, typer.Argument(metavar="NAME")],
-    listen: Annotated[str, typer.Argument(metavar="HOSTADDR:PORT",
-                                          help="Where to listen on the host, e.g. "
-                                               "127.0.0.1:8080 (port 0: any free one).")],
-    target: Annotated[int, typer.Argument(metavar="TARGETPORT",
-                                          help="TCP port on 127.0.0.1 inside the vault.")],
+    listen: Annotated[
+        str,
+        typer.Argument(
+            metavar="HOSTADDR:PORT",
+            help="Where to listen on the host, e.g. 127.0.0.1:8080 (port 0: any free one).",
+        ),
+    ],
+    target: Annotated[
+        int, typer.Argument(metavar="TARGETPORT", help="TCP port on 127.0.0.1 inside the vault.")
+    ],
 ) -> None:
     """Publish TCP port TARGETPORT of vault NAME on the host, in the foreground until Ctrl-C.
 
@@ -90,16 +107,25 @@ def expose_cmd(
     from .. import expose
 
     host, port = expose.parse_listen(listen)
-    spec = expose.ExposeSpec(vault=vault, listen_host=host, listen_port=port,
-                             target_port=expose.parse_port(target, "target port"))
+    spec = expose.ExposeSpec(
+        vault=vault,
+        listen_host=host,
+        listen_port=port,
+        target_port=expose.parse_port(target, "target port"),
+    )
     if not expose.is_loopback(host):
-        err.print(f"[yellow]notice:[/] {host} is not a loopback address: whoever reaches it "
-                  f"reaches port {target} inside vault {vault}")
+        err.print(
+            f"[yellow]notice:[/] {host} is not a loopback address: whoever reaches it "
+            f"reaches port {target} inside vault {vault}"
+        )
 
     def ready(addr: tuple[str, int]) -> None:
         shown = f"[{addr[0]}]" if ":" in addr[0] else addr[0]
-        print(f"forwarding {shown}:{addr[1]} -> vault {vault} 127.0.0.1:{spec.target_port} "
-              "(Ctrl-C to stop)", flush=True)
+        print(
+            f"forwarding {shown}:{addr[1]} -> vault {vault} 127.0.0.1:{spec.target_port} "
+            "(Ctrl-C to stop)",
+            flush=True,
+        )
 
     expose.serve_forever(spec, ready)
 

@@ -205,6 +205,23 @@ class DockerHolderProvider:
         found = self._attached(names, holder.id if holder else None, include_stopped)
         return [c.name for c in found]
 
+    def attached(self, names: VaultNames, include_stopped: bool = False) -> list[AttachedContainer]:
+        """The containers using the vault's network, with their ids and states, sorted by name."""
+        holder = self.holder(names)
+        return self._attached(names, holder.id if holder else None, include_stopped)
+
+    def holder_is_bound(self, names: VaultNames) -> bool:
+        """True when the holder runs and /run/netns/vault-NAME is its namespace.
+
+        False after Docker restarted the holder (a new, empty namespace; see `rebind`): a
+        container joining it then would get no network at all.
+        """
+        holder = self.holder(names)
+        if holder is None or holder.pid is None:
+            return False
+        inode = namespace.netns_inode(names.netns)
+        return inode is not None and inode == _pid_netns_inode(holder.pid)
+
     def _attached(
         self, names: VaultNames, holder_id: str | None, include_stopped: bool = False
     ) -> list[AttachedContainer]:

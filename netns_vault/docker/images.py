@@ -4,8 +4,9 @@ No registry is ever contacted: the holder is built from an in-memory context who
 the generated holder binary (`FROM scratch` needs no pull), and the busybox image is a
 `docker import` of a rootfs tarball made here from the host's static busybox.
 
-`python -m netns_vault.docker.images [holder|base|all]` builds what is missing and prints the tags
-(scripts/make-base-image.sh runs it).
+`python -m netns_vault.docker.images [holder|base|all|gateway]` builds what is missing and prints the
+tags (scripts/make-base-image.sh runs it). `all` is holder and base; the gateway image
+(netns_vault.docker.gateway_image, ~80 MB, a few seconds) only when asked for.
 """
 
 from __future__ import annotations
@@ -211,8 +212,9 @@ def main(argv: list[str]) -> int:
     from .engine import connect
 
     what = argv[0] if argv else "all"
-    if what not in ("holder", "base", "all"):
-        print("usage: python -m netns_vault.docker.images [holder|base|all]", file=sys.stderr)
+    if what not in ("holder", "base", "all", "gateway"):
+        print("usage: python -m netns_vault.docker.images [holder|base|all|gateway]",
+              file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.DEBUG if os.environ.get("VAULT_DEBUG") else logging.INFO)
     try:
@@ -221,6 +223,10 @@ def main(argv: list[str]) -> int:
             print(ensure_holder_image(client))
         if what in ("base", "all"):
             print(ensure_base_image(client))
+        if what == "gateway":
+            from .gateway_image import ensure_gateway_image
+
+            print(ensure_gateway_image(client))
     except SystemFailure as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
