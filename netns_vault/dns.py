@@ -13,6 +13,9 @@ import os
 import shutil
 
 HOST_NSSWITCH = "/etc/nsswitch.conf"
+# Present while /etc/netns exists because a vault made it: the last vault down removes it then,
+# whichever vault that is.
+MADE_MARKER = "/run/netns-vault/etc-netns.made"
 
 # Sources that resolve names through a daemon outside the vault.
 _LEAKY_HOST_SOURCES = {"resolve", "mdns", "mdns4", "mdns6", "mdns_minimal", "mdns4_minimal",
@@ -58,14 +61,19 @@ def nsswitch_conf_text(host_text: str | None) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_dns_files(etc_dir: str, servers: list[str], search: list[str]) -> bool:
+def write_dns_files(etc_dir: str, servers: list[str], search: list[str],
+                    marker: str = MADE_MARKER) -> bool:
     """Create etc_dir with resolv.conf and nsswitch.conf. Fails if etc_dir already exists.
 
-    Returns whether the parent (/etc/netns) had to be created, so the undo can remove it too.
+    Returns whether the parent (/etc/netns) had to be created; then `marker` records it.
     """
     parent = os.path.dirname(etc_dir)
     made_parent = not os.path.isdir(parent)
     os.makedirs(parent, exist_ok=True)
+    if made_parent:
+        os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
+        with open(marker, "w"):
+            pass
     os.mkdir(etc_dir, 0o755)
     try:
         host_nsswitch = None
@@ -74,16 +82,20 @@ def write_dns_files(etc_dir: str, servers: list[str], search: list[str]) -> bool
         _write(os.path.join(etc_dir, "resolv.conf"), resolv_conf_text(servers, search))
         _write(os.path.join(etc_dir, "nsswitch.conf"), nsswitch_conf_text(host_nsswitch))
     except BaseException:
-        remove_dns_files(etc_dir, made_parent)
+        remove_dns_files(etc_dir, marker)
         raise
     return made_parent
 
 
-def remove_dns_files(etc_dir: str, remove_parent: bool) -> None:
+def remove_dns_files(etc_dir: str, marker: str = MADE_MARKER) -> None:
     shutil.rmtree(etc_dir, ignore_errors=True)
-    if remove_parent:  # only when we made /etc/netns, and only if nothing else lives there
-        with contextlib.suppress(OSError):
+    if os.path.exists(marker):  # a vault made /etc/netns: remove it once nothing lives there
+        try:
             os.rmdir(os.path.dirname(etc_dir))
+        except OSError:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(marker)
 
 
 def _write(path: str, text: str) -> None:

@@ -243,15 +243,19 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
     say = progress or (lambda msg: None)
     driver = select_driver(driver_choice)
     provider = provider_for(provider_kind)
-    with state.vault_lock(names.name) as lock:
-        try:
-            return _up_locked(names, cfg, driver, provider, say)
-        except BaseException:
-            # Nothing of this vault exists now (a conflict leaves the other vault's state):
-            # leave no lock file behind either.
-            if state.read_state(names.name) is None:
-                lock.remove_lock = True
-            raise
+    try:
+        with state.vault_lock(names.name) as lock:
+            try:
+                return _up_locked(names, cfg, driver, provider, say)
+            except BaseException:
+                # Nothing of this vault exists now (a conflict leaves the other vault's
+                # state): leave no lock file behind either.
+                if state.read_state(names.name) is None:
+                    lock.remove_lock = True
+                raise
+    except BaseException:
+        state.cleanup_dir()  # and /run/netns-vault itself, when nothing else is in it
+        raise
 
 
 def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
@@ -300,12 +304,9 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
         say("addresses and default route set")
         _maybe_fail("addresses")
 
-        made_parent = rb.step(
-            f"write {names.etc_dir}",
-            lambda: dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search)),
-            lambda: None)
-        rb.push(f"remove {names.etc_dir}",
-                lambda: dns.remove_dns_files(names.etc_dir, made_parent))
+        rb.step(f"write {names.etc_dir}",
+                lambda: dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search)),
+                lambda: dns.remove_dns_files(names.etc_dir))
         _maybe_fail("dns")
 
         record = {
@@ -319,7 +320,6 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
             "mtu": cfg.mtu or DEFAULT_MTU,
             "dns": dns_servers,
             "dns_search": list(cfg.dns_search),
-            "made_etc_netns": made_parent,
             "peers": _peer_records(cfg, endpoints),
             "created_at": time.time(),
         }
@@ -439,9 +439,10 @@ def down(name: str, kill: bool = False, force: bool = False) -> DownResult:
                 problems.append(f"removing namespace: {exc}")
         if not kill:  # only what still runs: `--force` stopped the attached containers
             inside = [(pid, cmd) for pid, cmd in inside if _alive(pid)]
-        dns.remove_dns_files(names.etc_dir, bool((record or {}).get("made_etc_netns")))
+        dns.remove_dns_files(names.etc_dir)
         state.remove_state(names.name)
         state.remove_log(names.name)
+    state.cleanup_dir()
     if problems:
         raise SystemFailure(f"vault {name} is down, with problems: " + "; ".join(problems))
     return DownResult(names.name, True, inside, kill)
@@ -714,7 +715,7 @@ def reload_tunnel(name: str, cfg: WgConfig | None = None, driver_choice: str | N
                      cfg.mtu or DEFAULT_MTU)
         say(f"tunnel {names.iface} re-created ({driver.name} driver)")
         if dns_servers != record.get("dns"):
-            dns.remove_dns_files(names.etc_dir, False)
+            dns.remove_dns_files(names.etc_dir)
             dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search))
         record.update({
             "config_path": os.path.abspath(cfg.path),

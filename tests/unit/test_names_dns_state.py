@@ -43,14 +43,27 @@ def test_nsswitch_drops_resolvers_that_talk_to_host_daemons():
 
 
 def test_dns_files_written_and_removed(tmp_path):
-    etc = tmp_path / "netns" / "vault-x"
-    made = dns.write_dns_files(str(etc), ["198.51.100.53"], [])
-    assert made is True
+    marker = str(tmp_path / "run" / "made")
+    etc, other = tmp_path / "netns" / "vault-x", tmp_path / "netns" / "vault-y"
+    assert dns.write_dns_files(str(etc), ["198.51.100.53"], [], marker) is True
+    assert dns.write_dns_files(str(other), [], [], marker) is False
     assert dns.read_nameservers(str(etc)) == ["198.51.100.53"]
     with pytest.raises(FileExistsError):
-        dns.write_dns_files(str(etc), [], [])
-    dns.remove_dns_files(str(etc), made)
-    assert not (tmp_path / "netns").exists()
+        dns.write_dns_files(str(etc), [], [], marker)
+    # The vault that made /etc/netns goes first; the last one out removes it.
+    dns.remove_dns_files(str(etc), marker)
+    assert (tmp_path / "netns").exists()
+    dns.remove_dns_files(str(other), marker)
+    assert not (tmp_path / "netns").exists() and not os.path.exists(marker)
+
+
+def test_an_etc_netns_that_was_there_stays(tmp_path):
+    marker = str(tmp_path / "made")
+    (tmp_path / "netns").mkdir()
+    etc = tmp_path / "netns" / "vault-x"
+    assert dns.write_dns_files(str(etc), [], [], marker) is False
+    dns.remove_dns_files(str(etc), marker)
+    assert (tmp_path / "netns").is_dir()
 
 
 def test_state_is_atomic_private_and_locked(tmp_path, monkeypatch):
