@@ -84,7 +84,7 @@ def install() -> None:
         _wrap(vault, "up", "vault.up (total)")
         _wrap(vault, "down", "vault.down (total)")
         _wrap(vault, "select_driver", "select_driver (auto: kernel probe)")
-        _wrap(vault, "_host_link_exists")
+        _wrap(vault, "link_exists", "link_exists (is vw-NAME free on the host)")
         _wrap(vault, "_move_link", "_move_link (ip link set netns)")
         _wrap(vault, "resolve_endpoints")
         _wrap(app, "load_config", "config.load_config")

@@ -25,6 +25,7 @@ from .names import VaultNames
 from .nsexec import run_in_netns
 from .rollback import Rollback
 from .tunnel import TunnelDriver, TunnelHandle, get_driver, select_driver
+from .tunnel.links import configure_tunnel_link, link_exists
 
 log = logging.getLogger(__name__)
 
@@ -107,26 +108,6 @@ def _prepare_inside(rulesets: list[dict]) -> None:
     apply_rulesets(rulesets)
 
 
-def _configure_inside(ifname: str, addresses: list[str], mtu: int) -> None:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise SystemFailure(f"tunnel interface {ifname} vanished from the vault")
-        idx = found[0]
-        log.debug("ip link set %s mtu %d", ifname, mtu)
-        ipr.link("set", index=idx, mtu=mtu)
-        for cidr in addresses:
-            addr, prefix = cidr.split("/")
-            log.debug("ip addr add %s dev %s", cidr, ifname)
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(prefix))
-        log.debug("ip link set %s up", ifname)
-        ipr.link("set", index=idx, state="up")
-        log.debug("ip route add default dev %s", ifname)
-        ipr.route("add", dst="0.0.0.0/0", oif=idx, scope=253)  # scope link: no gateway
-
-
 def _inspect_inside() -> dict[str, Any]:
     """Everything `check` needs to see from inside the vault."""
     from pyroute2 import IPRoute
@@ -203,13 +184,6 @@ def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
     return out
 
 
-def _host_link_exists(ifname: str) -> bool:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
-
-
 def _move_link(ifname: str, netns: str) -> None:
     from pyroute2 import IPRoute
 
@@ -221,12 +195,19 @@ def _move_link(ifname: str, netns: str) -> None:
         ipr.link("set", index=found[0], net_ns_fd=netns)
 
 
-def _peer_records(cfg: WgConfig, endpoints: list[tuple[str, int] | None]) -> list[dict]:
-    """What state keeps of each peer: public facts only."""
-    return [{"public_key": p.public_key,
-             "endpoint": str(p.endpoint) if p.endpoint else None,
-             "resolved": f"{e[0]}:{e[1]}" if e else None}
-            for p, e in zip(cfg.peers, endpoints, strict=True)]
+def _config_record(cfg: WgConfig, endpoints: list[tuple[str, int] | None]) -> dict:
+    """What state keeps of a config (by `up`, again by `reload`): public facts only, no key."""
+    return {
+        "config_path": os.path.abspath(cfg.path),
+        "addresses": [str(a) for a in cfg.ipv4_addresses],
+        "mtu": cfg.mtu or DEFAULT_MTU,
+        "dns": [str(a) for a in cfg.ipv4_dns],
+        "dns_search": list(cfg.dns_search),
+        "peers": [{"public_key": p.public_key,
+                   "endpoint": str(p.endpoint) if p.endpoint else None,
+                   "resolved": f"{e[0]}:{e[1]}" if e else None}
+                  for p, e in zip(cfg.peers, endpoints, strict=True)],
+    }
 
 
 def _maybe_fail(step: str) -> None:
@@ -266,7 +247,7 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
         raise ConflictError(f"vault {names.name} already exists (state in {state.STATE_DIR})")
     if os.path.exists(names.etc_dir):
         raise ConflictError(f"{names.etc_dir} already exists; remove it or pick another name")
-    if _host_link_exists(names.iface):
+    if link_exists(names.iface):
         raise ConflictError(f"an interface named {names.iface} already exists on the host")
     endpoints = resolve_endpoints(cfg)
     addresses = [str(a) for a in cfg.ipv4_addresses]
@@ -299,7 +280,7 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
         say("WireGuard configured")
         _maybe_fail("wireguard")
 
-        run_in_netns(names.netns, _configure_inside, names.iface, addresses,
+        run_in_netns(names.netns, configure_tunnel_link, names.iface, addresses,
                      cfg.mtu or DEFAULT_MTU)
         say("addresses and default route set")
         _maybe_fail("addresses")
@@ -315,12 +296,7 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
             "netns": names.netns,
             "provider": provider.kind,
             "tunnel": handle.to_dict(),
-            "config_path": os.path.abspath(cfg.path),
-            "addresses": addresses,
-            "mtu": cfg.mtu or DEFAULT_MTU,
-            "dns": dns_servers,
-            "dns_search": list(cfg.dns_search),
-            "peers": _peer_records(cfg, endpoints),
+            **_config_record(cfg, endpoints),
             "created_at": time.time(),
         }
         rb.step("write state", lambda: state.write_state(names.name, record),
@@ -711,21 +687,13 @@ def reload_tunnel(name: str, cfg: WgConfig | None = None, driver_choice: str | N
         state.write_state(names.name, record)
         _move_link(names.iface, names.netns)
         driver.configure(handle, cfg, endpoints, names.netns)
-        run_in_netns(names.netns, _configure_inside, names.iface, addresses,
+        run_in_netns(names.netns, configure_tunnel_link, names.iface, addresses,
                      cfg.mtu or DEFAULT_MTU)
         say(f"tunnel {names.iface} re-created ({driver.name} driver)")
         if dns_servers != record.get("dns"):
             dns.remove_dns_files(names.etc_dir)
             dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search))
-        record.update({
-            "config_path": os.path.abspath(cfg.path),
-            "addresses": addresses,
-            "mtu": cfg.mtu or DEFAULT_MTU,
-            "dns": dns_servers,
-            "dns_search": list(cfg.dns_search),
-            "peers": _peer_records(cfg, endpoints),
-            "reloaded_at": time.time(),
-        })
+        record.update(_config_record(cfg, endpoints), reloaded_at=time.time())
         state.write_state(names.name, record)
     return UpResult(names.name, names.netns, driver.name, names.iface, addresses,
                     [f"{e[0]}:{e[1]}" for e in endpoints if e], dns_servers, list(cfg.notices))

@@ -119,3 +119,30 @@ def tool():
         return path
 
     return find
+
+
+@pytest.fixture(scope="session")
+def client():
+    """The Docker SDK client of the tests' engine (skips the Docker tests when there is none)."""
+    from netns_vault.docker.engine import connect
+    from netns_vault.errors import SystemFailure
+
+    if os.geteuid() != 0:
+        pytest.skip("needs root (binds namespaces under /run/netns)")
+    try:
+        c = connect(timeout=30)
+    except SystemFailure as exc:
+        pytest.skip(str(exc))
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="session")
+def base_image(client):
+    """The local busybox image (and the holder image), built offline."""
+    from netns_vault.docker import images
+
+    if not os.path.exists(images.BUSYBOX):
+        pytest.skip("needs busybox-static")
+    images.ensure_holder_image(client)
+    return images.ensure_base_image(client)

@@ -46,6 +46,7 @@ from ..errors import SystemFailure, UsageError, VaultError
 from ..rollback import Rollback
 from ..state import write_json_atomic
 from ..tunnel.base import TunnelHandle
+from ..tunnel.links import configure_tunnel_link, link_exists
 from ..tunnel.userspace import UserspaceDriver, is_wireguard_go
 
 log = logging.getLogger("netns_vault.gateway")
@@ -293,32 +294,6 @@ def ensure_tun_device(path: str = TUN_PATH) -> None:
         ) from None
 
 
-def configure_link(ifname: str, addresses: list[str], mtu: int) -> None:
-    """Addresses, MTU, up, and the default route into the tunnel (no gateway: scope link)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise SystemFailure(f"tunnel interface {ifname} vanished")
-        idx = found[0]
-        ipr.link("set", index=idx, mtu=mtu)
-        for cidr in addresses:
-            addr, prefix = cidr.split("/")
-            log.info("ip addr add %s dev %s", cidr, ifname)
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(prefix))
-        ipr.link("set", index=idx, state="up")
-        log.info("ip route add default dev %s", ifname)
-        ipr.route("replace", dst="0.0.0.0/0", oif=idx, scope=253)
-
-
-def link_exists(ifname: str) -> bool:
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
-
-
 def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
     from ..vault import resolve_endpoints as resolve
 
@@ -455,7 +430,7 @@ class Gateway:
         log_path = os.path.join(self.opts.state_dir, "wireguard-go.log")
         self.handle = self.driver.create(self.ifname, log_path)
         self.driver.configure(self.handle, cfg, self.endpoints, "")
-        configure_link(self.ifname, [str(a) for a in cfg.ipv4_addresses], cfg.mtu or DEFAULT_MTU)
+        configure_tunnel_link(self.ifname, [str(a) for a in cfg.ipv4_addresses], cfg.mtu or DEFAULT_MTU)
         log.info("tunnel %s up (wireguard-go pid %s)", self.ifname, self.handle.pid)
 
     def tunnel_down(self) -> None:

@@ -21,14 +21,6 @@ CT_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 _PROTO_NAMES = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp"}
 
 
-def link_exists(ifname: str) -> bool:
-    """True if `ifname` exists in the current namespace (not /sys: that shows sysfs's netns)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        return bool(ipr.link_lookup(ifname=ifname))
-
-
 def tunnel_addresses(ifname: str) -> list[str]:
     """The IPv4 addresses on `ifname` here, or [] if it does not exist (tunnel down)."""
     from pyroute2 import IPRoute

@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import load_config
 from ..errors import CheckFailed, ConflictError, NotFoundError, SystemFailure, UsageError
+from ..tunnel.links import link_exists
 from . import apply as iptc_apply
 from . import conntrack, persist, snapshot, sysctl, timer
 from .resolve import resolve_all, route_ifaces
@@ -377,7 +378,7 @@ def _inspect_inside(tables: list[dict], tunnel: str) -> dict[str, Any]:
         got = values.get(name, "missing")
         items.append({"name": f"sysctl net.ipv6.conf.{name}.disable_ipv6", "ok": got == "1",
                       "detail": got if got == "1" else f"{got} (expected 1)"})
-    return {"items": items, "tunnel_up": conntrack.link_exists(tunnel)}
+    return {"items": items, "tunnel_up": link_exists(tunnel)}
 
 
 def status(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> Report:

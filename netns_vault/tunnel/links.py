@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 from ..errors import SystemFailure
+
+log = logging.getLogger(__name__)
 
 ENODEV = 19
 
@@ -35,3 +38,33 @@ def delete_link(ifname: str) -> bool:
                 return False
             raise SystemFailure(f"cannot delete link {ifname}: {netlink_text(exc)}") from None
     return True
+
+
+def link_exists(ifname: str) -> bool:
+    """Whether the current netns has a link called `ifname`."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        return bool(ipr.link_lookup(ifname=ifname))
+
+
+def configure_tunnel_link(ifname: str, addresses: list[str], mtu: int) -> None:
+    """In the current netns: MTU, addresses, up, and the default route into the tunnel (no
+    gateway: scope link; `replace`, so an existing default route is taken over, not kept)."""
+    from pyroute2 import IPRoute
+
+    with IPRoute() as ipr:
+        found = ipr.link_lookup(ifname=ifname)
+        if not found:
+            raise SystemFailure(f"tunnel interface {ifname} vanished")
+        idx = found[0]
+        log.debug("ip link set %s mtu %d", ifname, mtu)
+        ipr.link("set", index=idx, mtu=mtu)
+        for cidr in addresses:
+            addr, prefix = cidr.split("/")
+            log.debug("ip addr add %s dev %s", cidr, ifname)
+            ipr.addr("add", index=idx, address=addr, prefixlen=int(prefix))
+        log.debug("ip link set %s up", ifname)
+        ipr.link("set", index=idx, state="up")
+        log.debug("ip route replace default dev %s", ifname)
+        ipr.route("replace", dst="0.0.0.0/0", oif=idx, scope=253)

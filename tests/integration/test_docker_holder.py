@@ -30,25 +30,6 @@ TEST_LABEL = "netns-vault.test"
 _counter = itertools.count()
 
 
-@pytest.fixture(scope="module")
-def client():
-    if os.geteuid() != 0:
-        pytest.skip("needs root (binds namespaces under /run/netns)")
-    try:
-        c = connect(timeout=20)
-    except SystemFailure as exc:
-        pytest.skip(str(exc))
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def base_image(client):
-    if not os.path.exists(images.BUSYBOX):
-        pytest.skip("needs busybox-static")
-    return images.ensure_base_image(client)
-
-
 @pytest.fixture
 def names(client):
     n = VaultNames.of(f"dk{os.getpid()}{next(_counter)}")

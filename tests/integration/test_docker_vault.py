@@ -20,9 +20,7 @@ import time
 import pytest
 
 from netns_vault import namespace, sandbox
-from netns_vault.docker import attach, images
-from netns_vault.docker.engine import connect
-from netns_vault.errors import SystemFailure
+from netns_vault.docker import attach
 from netns_vault.names import VaultNames
 
 pytestmark = pytest.mark.docker
@@ -39,26 +37,6 @@ _counter = itertools.count()
 
 
 # --------------------------------------------------------------------------------- fixtures
-
-
-@pytest.fixture(scope="module")
-def client():
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    try:
-        c = connect(timeout=30)
-    except SystemFailure as exc:
-        pytest.skip(str(exc))
-    yield c
-    c.close()
-
-
-@pytest.fixture(scope="module")
-def base_image(client):
-    if not os.path.exists(images.BUSYBOX):
-        pytest.skip("needs busybox-static")
-    images.ensure_holder_image(client)
-    return images.ensure_base_image(client)
 
 
 @pytest.fixture(scope="module")
