@@ -403,3 +403,28 @@ def test_reload_recreates_only_the_tunnel(world, vault_cli):
     finally:
         sleeper.kill()
         sleeper.wait()
+
+
+def test_up_wait_reports_the_handshake_and_ls_shows_the_vault(world, vault_cli):
+    name = vault_cli.new_name()
+    res = vault_cli("up", name, "--config", vault_cli.config(), "--wait", "--timeout", "10")
+    assert res.returncode == 0, res.stderr
+    assert "handshake done" in res.stdout
+    listing = vault_cli("ls", "--json")
+    row = next(r for r in json.loads(listing.stdout) if r["name"] == name)
+    assert row["driver"] == "userspace" and row["addresses"] == [f"{world.client_address(0)}/32"]
+    assert row["peers"][0]["last_handshake"] and row["peers"][0]["tx_bytes"] > 0
+    table = vault_cli("ls", env={"COLUMNS": "200"})
+    line = next(line for line in table.stdout.splitlines() if f" {name} " in line)
+    assert "userspace" in line and f"{world.ENDPOINT_ADDR}:{world.ENDPOINT_PORT}" in line
+
+
+def test_up_wait_fails_with_exit_1_when_the_server_is_gone(world, vault_cli):
+    name = vault_cli.new_name()
+    world.server_down()
+    try:
+        res = vault_cli("up", name, "--config", vault_cli.config(), "--wait", "--timeout", "2")
+    finally:
+        world.server_up()
+    assert res.returncode == 1 and "no handshake" in res.stderr, res.stderr
+    assert vault_cli("check", name).returncode == 0  # up, walled, just not connected
