@@ -646,11 +646,6 @@ def _check_endpoints(names: VaultNames, handle: TunnelHandle, record: dict) -> I
     return Invariant("endpoint", not problems, "; ".join(problems) or ", ".join(shown))
 
 
-def tunnel_driver_of(name: str) -> TunnelDriver:
-    names = VaultNames.of(name)
-    return get_driver(_tunnel_handle(names, state.read_state(names.name)).driver)
-
-
 # ---------------------------------------------------------------------------------------------
 # reload: re-create only the tunnel
 
