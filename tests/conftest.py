@@ -82,6 +82,16 @@ class VaultCli:
             [NSENTER, f"--net=/run/netns/{self.world.host_ns}", VAULT, *args],
             env=full_env, **kwargs)
 
+    def expose(self, name: str, target: int) -> tuple[subprocess.Popen, int, str]:
+        """Start `vault docker expose NAME 127.0.0.1:0 TARGET`; returns (process, port, line)."""
+        proc = self.popen("docker", "expose", name, "127.0.0.1:0", str(target),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = proc.stdout.readline()
+        if not line.startswith("forwarding 127.0.0.1:"):
+            proc.kill()
+            raise AssertionError(line + proc.communicate()[1])
+        return proc, int(line.split()[1].rsplit(":", 1)[1]), line
+
     def new_name(self) -> str:
         name = f"t{os.getpid() % 10000}x{next(self._counter)}"
         self.created.append(name)

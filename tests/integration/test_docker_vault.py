@@ -369,20 +369,8 @@ def test_compose_example_through_a_vault_and_expose(world, vault_cli, dvaults, c
     assert fetch(fetcher, world.WEB_URL) == f"client={addr}"
 
     # The web UI inside the vault, published on the host's loopback by `vault docker expose`.
-    fwd = vault_cli.popen(
-        "docker",
-        "expose",
-        name,
-        "127.0.0.1:0",
-        "8080",
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    fwd, port, _ = vault_cli.expose(name, 8080)
     try:
-        line = fwd.stdout.readline()
-        assert line.startswith("forwarding 127.0.0.1:"), line + fwd.stderr.read()
-        port = int(line.split()[1].rsplit(":", 1)[1])
         for _ in range(3):  # several connections, one child each
             res = world.host_run(["curl", "-sS", "--max-time", "5", f"http://127.0.0.1:{port}/"])
             assert res.stdout.strip() == f"web-ui in vault {name}", res.stderr

@@ -77,20 +77,8 @@ def test_expose_forwards_into_the_vault_and_follows_it(world, vault_cli, tmp_pat
     vault_cli.up(name)
     netns = VaultNames.of(name).netns_path
     httpd = _httpd(vault_cli, name, str(www))
-    fwd = vault_cli.popen(
-        "docker",
-        "expose",
-        name,
-        "127.0.0.1:0",
-        str(TARGET),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    fwd, port, line = vault_cli.expose(name, TARGET)
     try:
-        line = fwd.stdout.readline()
-        assert line.startswith("forwarding 127.0.0.1:"), line + fwd.stderr.read()
-        port = int(line.split()[1].rsplit(":", 1)[1])
         assert f"vault {name} 127.0.0.1:{TARGET}" in line
 
         for _ in range(3):
