@@ -16,7 +16,7 @@ import warnings
 from types import ModuleType
 
 from ..errors import SystemFailure
-from .rules import FILTER_CHAINS, Rule, Ruleset
+from .rules import FILTER_CHAINS, Rule, Ruleset, iptables_cmd
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +73,13 @@ def _xtwrapper_dir() -> str | None:
     return None
 
 
-def _tables(iptc: ModuleType, family: int):
-    if family == 4:
-        return iptc.Table(iptc.Table.FILTER, autocommit=False)
-    return iptc.Table6(iptc.Table6.FILTER, autocommit=False)
+def filter_table(iptc: ModuleType, family: int):
+    """The filter table of `family` in the current namespace, fresh, with autocommit off: every
+    change waits for one commit()."""
+    table = (iptc.Table(iptc.Table.FILTER, autocommit=False) if family == 4
+             else iptc.Table6(iptc.Table6.FILTER, autocommit=False))
+    table.refresh()
+    return table
 
 
 def _make_rule(iptc: ModuleType, family: int, rule: Rule):
@@ -94,10 +97,9 @@ def apply_rulesets(rulesets: list[dict]) -> None:
     iptc = load_iptc()
     for data in rulesets:
         ruleset = Ruleset.from_dict(data)
-        cmd = "iptables" if ruleset.family == 4 else "ip6tables"
+        cmd = iptables_cmd(ruleset.family)
         try:
-            table = _tables(iptc, ruleset.family)
-            table.refresh()
+            table = filter_table(iptc, ruleset.family)
             for chain in table.chains:
                 chain.flush()
             for chain in list(table.chains):
@@ -122,8 +124,7 @@ def read_ruleset(family: int) -> dict:
     interface/target rules are representable, anything else shows as target '<complex>'."""
     iptc = load_iptc()
     try:
-        table = _tables(iptc, family)
-        table.refresh()
+        table = filter_table(iptc, family)
         policies = {}
         rules: list[Rule] = []
         for chain_name in FILTER_CHAINS:
@@ -141,5 +142,5 @@ def read_ruleset(family: int) -> dict:
     except SystemFailure:
         raise
     except Exception as exc:
-        cmd = "iptables" if family == 4 else "ip6tables"
+        cmd = iptables_cmd(family)
         raise SystemFailure(f"reading {cmd} rules: {exc}") from exc

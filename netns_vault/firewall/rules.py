@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 FILTER_CHAINS = ("INPUT", "FORWARD", "OUTPUT")
 
 
+def iptables_cmd(family: int) -> str:
+    """The command a family's rules correspond to, for logs and messages."""
+    return "iptables" if family == 4 else "ip6tables"
+
+
 @dataclass(frozen=True)
 class Rule:
     chain: str
@@ -55,7 +60,7 @@ class Ruleset:
         return cls(d["family"], dict(d["policies"]), tuple(Rule.from_dict(r) for r in d["rules"]))
 
     def describe(self) -> list[str]:
-        cmd = "iptables" if self.family == 4 else "ip6tables"
+        cmd = iptables_cmd(self.family)
         lines = [f"{cmd} -P {c} {self.policies[c]}" for c in FILTER_CHAINS if c in self.policies]
         return lines + [f"{cmd} {r.as_args()}" for r in self.rules]
 
@@ -79,7 +84,7 @@ def vault_rulesets(tunnel_iface: str) -> tuple[Ruleset, Ruleset]:
 
 def diff_rulesets(expected: Ruleset, actual: Ruleset) -> list[str]:
     """What differs, one human line each; empty when they match exactly (order included)."""
-    cmd = "iptables" if expected.family == 4 else "ip6tables"
+    cmd = iptables_cmd(expected.family)
     problems = []
     for chain in FILTER_CHAINS:
         want, got = expected.policies.get(chain), actual.policies.get(chain)

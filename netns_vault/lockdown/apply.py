@@ -14,7 +14,8 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import SystemFailure
-from ..firewall.iptables import load_iptc
+from ..firewall.iptables import filter_table, load_iptc
+from ..firewall.rules import iptables_cmd
 from .rules import OUR_CHAINS, Rule, TableRules
 
 log = logging.getLogger(__name__)
@@ -30,17 +31,6 @@ class CheckItem:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _cmd(family: int) -> str:
-    return "iptables" if family == 4 else "ip6tables"
-
-
-def _table(iptc: ModuleType, family: int):
-    table = (iptc.Table(iptc.Table.FILTER, autocommit=False) if family == 4
-             else iptc.Table6(iptc.Table6.FILTER, autocommit=False))
-    table.refresh()
-    return table
 
 
 def make_iptc_rule(iptc: ModuleType, family: int, rule: Rule):
@@ -95,10 +85,10 @@ def commit_table(data: dict) -> list[str]:
     Returns the iptables commands the change corresponds to (also logged at debug level)."""
     want = TableRules.from_dict(data)
     iptc = load_iptc()
-    cmd = _cmd(want.family)
+    cmd = iptables_cmd(want.family)
     done: list[str] = []
     try:
-        table = _table(iptc, want.family)
+        table = filter_table(iptc, want.family)
         for builtin, _ours in want.jumps:
             chain = iptc.Chain(table, builtin)
             for rule in list(chain.rules):
@@ -139,10 +129,10 @@ def commit_table(data: dict) -> list[str]:
 def swap_chain(family: int, chain_name: str, rules: list[dict]) -> list[str]:
     """Replace the rules of one of our chains in one commit (the endpoint set on refresh)."""
     iptc = load_iptc()
-    cmd = _cmd(family)
+    cmd = iptables_cmd(family)
     parsed = [Rule.from_dict(r) for r in rules]
     try:
-        table = _table(iptc, family)
+        table = filter_table(iptc, family)
         if not table.is_chain(chain_name):
             raise SystemFailure(f"{cmd}: chain {chain_name} does not exist; "
                                 "is the lockdown applied?")
@@ -166,10 +156,10 @@ def inspect_table(data: dict) -> list[dict]:
     """Compare the live filter table with TableRules `data`: one CheckItem dict per property."""
     want = TableRules.from_dict(data)
     iptc = load_iptc()
-    cmd = _cmd(want.family)
+    cmd = iptables_cmd(want.family)
     items: list[CheckItem] = []
     try:
-        table = _table(iptc, want.family)
+        table = filter_table(iptc, want.family)
         for chain_name, policy in want.policies.items():
             got = iptc.Chain(table, chain_name).get_policy().name
             items.append(CheckItem(f"{cmd} policy {chain_name}", got == policy,
@@ -190,7 +180,7 @@ def inspect_table(data: dict) -> list[dict]:
 
 def _inspect_chain(iptc: ModuleType, table, family: int, name: str,
                    rules: tuple[Rule, ...]) -> CheckItem:
-    label = f"{_cmd(family)} chain {name}"
+    label = f"{iptables_cmd(family)} chain {name}"
     if not table.is_chain(name):
         return CheckItem(label, False, "missing")
     got = [_decode(iptc, family, r) for r in iptc.Chain(table, name).rules]

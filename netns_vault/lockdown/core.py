@@ -20,6 +20,7 @@ from typing import Any
 
 from ..config import load_config
 from ..errors import CheckFailed, ConflictError, NotFoundError, SystemFailure, UsageError
+from ..firewall.rules import iptables_cmd
 from ..tunnel.links import link_exists
 from . import apply as iptc_apply
 from . import conntrack, persist, snapshot, sysctl, timer
@@ -181,7 +182,7 @@ def _apply_inside(tables: list[dict], keep: dict, tunnel: str) -> dict[str, Any]
         if table["family"] == 6 and not sysctl.ipv6_present():
             continue  # a kernel without IPv6: nothing to drop
         commands += iptc_apply.commit_table(table)
-        _maybe_fail("iptables" if table["family"] == 4 else "ip6tables")
+        _maybe_fail(iptables_cmd(table["family"]))
     sysctl.disable_ipv6()
     commands += [f"sysctl -w net.ipv6.conf.{n}.disable_ipv6=1" for n in sysctl.LOCKDOWN_KEYS]
     _maybe_fail("sysctl")

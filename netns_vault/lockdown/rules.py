@@ -28,6 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..firewall.rules import iptables_cmd
 
 CHAIN_IN = "VAULT-LOCKDOWN-IN"
 CHAIN_OUT = "VAULT-LOCKDOWN-OUT"
@@ -210,7 +211,7 @@ class Rule:
         return out + ["-j", self.target]
 
     def command(self, family: int = 4) -> str:
-        cmd = "iptables" if family == 4 else "ip6tables"
+        cmd = iptables_cmd(family)
         return " ".join([cmd, "-A", self.chain, *self.args()])
 
     def to_dict(self) -> dict[str, Any]:
@@ -232,7 +233,7 @@ class TableRules:
 
     def commands(self) -> list[str]:
         """The whole table as iptables commands: what a debug log or `status` shows."""
-        cmd = "iptables" if self.family == 4 else "ip6tables"
+        cmd = iptables_cmd(self.family)
         out = [f"{cmd} -N {name}" for name in self.chains]
         for rules in self.chains.values():
             out += [r.command(self.family) for r in rules]
