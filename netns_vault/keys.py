@@ -1,4 +1,7 @@
-"""WireGuard keys: base64 <-> raw <-> hex, key generation and a pure-Python X25519 (RFC 7748).
+"""WireGuard keys: base64 <-> raw <-> hex; key generation and public keys come from `wg`.
+
+Crypto is never hand-written here: `wg genkey` and `wg pubkey` (wireguard-tools, which the
+project already installs) make and derive keys, reading and writing them on pipes, never argv.
 
 Nothing here logs or formats a key into an error message: errors say what is wrong with a key,
 never what it is.
@@ -8,12 +11,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
+import shutil
+import subprocess
 
 KEY_LEN = 32
 
-_P = 2**255 - 19
-_A24 = 121665
+WG = "wg"
 
 
 def decode_key(b64: str) -> bytes:
@@ -57,70 +60,30 @@ def hex_to_key(hex_str: str) -> str:
     return encode_key(raw)
 
 
-def _clamp(raw: bytes) -> bytes:
-    k = bytearray(raw)
-    k[0] &= 248
-    k[31] &= 127
-    k[31] |= 64
-    return bytes(k)
+def _wg(*args: str, stdin: str | None = None) -> str:
+    """Run `wg ARGS` with a key on stdin (never argv); its one line of output."""
+    from .errors import SystemFailure
+
+    exe = shutil.which(WG)
+    if exe is None:
+        raise SystemFailure("`wg` (wireguard-tools) is not installed: it makes and derives keys")
+    res = subprocess.run([exe, *args], input=stdin, capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        # Never echo the key; wg's own message does not contain it.
+        raise ValueError(f"wg {args[0]} failed: {res.stderr.strip()[:200]}")
+    return res.stdout.strip()
 
 
 def generate_private_key() -> str:
-    """A fresh clamped Curve25519 private key, base64 (like `wg genkey`)."""
-    return encode_key(_clamp(os.urandom(KEY_LEN)))
-
-
-def _decode_scalar(k: bytes) -> int:
-    return int.from_bytes(_clamp(k), "little")
-
-
-def _decode_u(u: bytes) -> int:
-    # RFC 7748 section 5: mask the most significant bit, accept non-canonical values mod p.
-    b = bytearray(u)
-    b[31] &= 127
-    return int.from_bytes(b, "little") % _P
-
-
-def x25519(scalar: bytes, u_coord: bytes) -> bytes:
-    """RFC 7748 X25519(k, u) with the Montgomery ladder; 32-byte inputs and output."""
-    if len(scalar) != KEY_LEN or len(u_coord) != KEY_LEN:
-        raise ValueError("x25519 inputs must be 32 bytes")
-    k = _decode_scalar(scalar)
-    x1 = _decode_u(u_coord)
-    x2, z2, x3, z3 = 1, 0, x1, 1
-    swap = 0
-    for t in reversed(range(255)):
-        k_t = (k >> t) & 1
-        swap ^= k_t
-        if swap:
-            x2, x3 = x3, x2
-            z2, z3 = z3, z2
-        swap = k_t
-        a = (x2 + z2) % _P
-        aa = a * a % _P
-        b = (x2 - z2) % _P
-        bb = b * b % _P
-        e = (aa - bb) % _P
-        c = (x3 + z3) % _P
-        d = (x3 - z3) % _P
-        da = d * a % _P
-        cb = c * b % _P
-        x3 = (da + cb) % _P
-        x3 = x3 * x3 % _P
-        z3 = (da - cb) % _P
-        z3 = x1 * (z3 * z3 % _P) % _P
-        x2 = aa * bb % _P
-        z2 = e * ((aa + _A24 * e) % _P) % _P
-    if swap:
-        x2, x3 = x3, x2
-        z2, z3 = z3, z2
-    result = x2 * pow(z2, _P - 2, _P) % _P
-    return result.to_bytes(KEY_LEN, "little")
-
-
-_BASE_POINT = (9).to_bytes(KEY_LEN, "little")
+    """A fresh private key, base64 (`wg genkey`)."""
+    key = _wg("genkey")
+    decode_key(key)
+    return key
 
 
 def public_key(private_b64: str) -> str:
-    """The public key (base64) of a base64 private key, like `wg pubkey`."""
-    return encode_key(x25519(decode_key(private_b64), _BASE_POINT))
+    """The public key (base64) of a base64 private key (`wg pubkey`, the key on stdin)."""
+    decode_key(private_b64)
+    key = _wg("pubkey", stdin=private_b64 + "\n")
+    decode_key(key)
+    return key

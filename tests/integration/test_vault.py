@@ -179,9 +179,36 @@ def test_config_errors_exit_2_with_file_and_line_and_change_nothing(world, vault
 @pytest.mark.parametrize("bad", ["", "UPPER", "a/b", "../etc", "x" * 13, "-lead", "a b",
                                  "semi;colon", "uni\u00e9"])
 def test_hostile_names_are_refused_before_anything_is_touched(world, vault_cli, bad):
-    res = vault_cli("up", bad, "--config", vault_cli.config())
+    cfg = vault_cli.config()
+    before = _global_view(world, bad)
+    res = vault_cli("up", bad, "--config", cfg)
     assert res.returncode == 2, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+    assert _global_view(world, bad) == before
+
+
+def _global_view(world, name: str) -> dict:
+    """Everything an `up` of NAME could touch, spelled the way the name would spell it: the
+    host's links, the namespace, state files, /etc/netns, the UAPI socket and wireguard-go.
+    (Only paths derived from NAME: other test runs may use the machine at the same time.)"""
+    paths = [f"/run/netns/vault-{name}", f"/etc/netns/vault-{name}",
+             f"/run/netns-vault/{name}.json", f"/run/netns-vault/{name}.lock",
+             f"/var/run/wireguard/vw-{name}.sock"]
+    wg_go = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        if argv and argv[0].endswith(b"wireguard-go") and f"vw-{name}".encode() in argv:
+            wg_go.append(entry)
+    return {
+        "links": world.host_run(["ip", "-o", "link"]).stdout,
+        "paths": {p: os.path.lexists(p) for p in paths},
+        "wireguard_go": wg_go,
+        "iptables": world.host_run(["iptables-legacy-save"]).stdout.count("\n-A"),
+    }
 
 
 def test_two_racing_ups_one_wins(world, vault_cli):

@@ -193,11 +193,21 @@ def test_kernel_unavailable_here_in_throwaway_netns():
 
     name = f"nvtuk{os.getpid()}"
     netns.create(name)
+
+    def probe() -> dict:
+        reason = kernel.KernelDriver().unavailable_reason()
+        import socket
+
+        links = sorted(n for _, n in socket.if_nameindex())
+        return {"reason": reason, "links": links}
+
     try:
-        reason = run_in_netns(name, lambda: kernel.KernelDriver().unavailable_reason())
+        found = run_in_netns(name, probe)
     finally:
         netns.remove(name)
-    assert isinstance(reason, str) and reason
+    # Without the module, the driver says why, and its probe leaves no link behind.
+    assert found["reason"].startswith("module not loaded"), found
+    assert found["links"] == ["lo"], found
 
 
 # -- userspace pieces -------------------------------------------------------------------------

@@ -314,17 +314,24 @@ def test_client_over_socketpair_framing(monkeypatch):
     client = UapiClient("/nonexistent")
     monkeypatch.setattr(client, "_connect", lambda timeout=None: a)
 
+    received = []
+
     def serve():
         buf = b""
         while not buf.endswith(b"\n\n"):
             buf += b.recv(100)
+        received.append(buf)
         for piece in (b"errno", b"=0\n", b"\n"):
             b.sendall(piece)
         b.close()
 
+    request = build_set_request(PRIV, None, None, [])
     t = threading.Thread(target=serve)
     t.start()
     try:
-        client.set(build_set_request(PRIV, None, None, []))
+        client.set(request)
     finally:
         t.join()
+    # Exactly the request went over the socket, once, ending in the blank line.
+    assert received == [request.encode()]
+    assert received[0].startswith(b"set=1\nprivate_key=") and received[0].endswith(b"\n\n")
