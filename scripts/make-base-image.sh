@@ -12,4 +12,4 @@ PY=${PYTHON:-}
 if [ -z "$PY" ]; then
     if [ -x .venv/bin/python ]; then PY=.venv/bin/python; else PY=python3; fi
 fi
-exec "$PY" -m netns_vault.docker.images "${1:-all}"
+exec "$PY" -m netns_vault.docker.build_images "${1:-all}"

@@ -8,7 +8,7 @@
     netns-vault/gateway:<version>              images/gateway/Dockerfile FROM that rootfs
 
 `ensure_gateway_image(client)` builds what is missing or stale (a fingerprint of every file that
-goes in is kept as a label) and returns the tag. `python -m netns_vault.docker.images gateway`
+goes in is kept as a label) and returns the tag. `python -m netns_vault.docker.build_images gateway`
 (scripts/make-base-image.sh gateway) does the same from a shell.
 
 The rootfs is a plain copy of the host's binaries: it runs on hosts of the same architecture and
