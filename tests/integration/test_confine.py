@@ -208,3 +208,67 @@ def test_session_bus_is_filtered(world, vault_cli, plain_user, session_bus, tool
     assert not [d for d in os.listdir("/run/netns-vault-bus")
                 if os.path.isdir(f"/run/netns-vault-bus/{d}")
                 and os.stat(f"/run/netns-vault-bus/{d}").st_uid == plain_user.uid]
+
+
+def _xwd_is_blank(path: str) -> bool:
+    """An XWD dump: a big-endian header (its size first), a colormap, then pixels."""
+    import struct
+
+    with open(path, "rb") as f:
+        data = f.read()
+    header_size, = struct.unpack(">I", data[:4])
+    ncolors, = struct.unpack(">I", data[76:80])
+    pixels = data[header_size + 12 * ncolors:]
+    return len(pixels) < 1024 or len(set(pixels[::4])) < 3
+
+
+def test_firefox_in_a_vault_is_its_own_instance(world, vault_cli, plain_user, tool):
+    """With the user's Firefox open on the host, a launch in the vault loads through the tunnel."""
+    import time
+
+    firefox, xvfb, xwd = tool("firefox-esr"), tool("Xvfb"), tool("xwd")
+    name = vault_cli.new_name()
+    vault_cli.up(name)
+    display = f":{90 + os.getpid() % 500}"
+    env = {"DISPLAY": display, "HOME": plain_user.home, "PATH": "/usr/bin:/bin",
+           "MOZ_CRASHREPORTER_DISABLE": "1"}
+    procs = [sandbox.ns_popen(world.host_ns, [xvfb, display, "-nolisten", "tcp", "-screen",
+                                               "0", "1024x768x24"])]
+    shot = os.path.join(plain_user.dir, "shot.xwd")
+    try:
+        sock = f"/tmp/.X11-unix/X{display[1:]}"
+        for _ in range(200):
+            if os.path.exists(sock):
+                break
+            time.sleep(0.05)
+        host_url = world.WEB_URL + "host-instance"
+        procs.append(sandbox.ns_popen(world.host_ns, plain_user.argv(
+            [firefox, host_url]), env=env, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + 60
+        while "/host-instance" not in [p for _c, p in world.web_requests()]:
+            assert time.monotonic() < deadline, "the host's Firefox never loaded its page"
+            time.sleep(0.5)
+        before = len(world.web_requests())
+        vaulted = vault_cli.popen("run", "-n", name, "--user", plain_user.name, "--",
+                                  firefox, world.WEB_URL + "in-vault", env=env,
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(vaulted)
+        while "/in-vault" not in [p for _c, p in world.web_requests()]:
+            assert time.monotonic() < deadline + 30, "Firefox in the vault never loaded"
+            assert vaulted.poll() is None, "the launch in the vault exited: absorbed outside?"
+            time.sleep(0.5)
+        new = world.web_requests()[before:]
+        assert {c for c, p in new if p == "/in-vault"} == {world.client_address(0)}
+        assert world.HOST_ADDR not in {c for c, p in new if p == "/in-vault"}
+        time.sleep(2)
+        subprocess.run([xwd, "-root", "-display", display, "-out", shot], check=True,
+                       env=env, timeout=30)
+        assert os.path.getsize(shot) > 0 and not _xwd_is_blank(shot)
+    finally:
+        vault_cli("down", name, "--kill")
+        for proc in reversed(procs):
+            sandbox.stop_process(proc, "firefox/xvfb", sig=9)
+        subprocess.run(["pkill", "-KILL", "-u", str(plain_user.uid)], capture_output=True)
+        if os.path.exists(shot):
+            os.unlink(shot)
