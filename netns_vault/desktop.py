@@ -188,7 +188,7 @@ def render_entry(vault: str, app: str, launcher: str, own: dict[str, str] | None
     lines = [
         "[Desktop Entry]",
         "Type=Application",
-        "Version=1.5",
+        "Version=1.4",
         f"Name={_escape_string(title)}",
         f"Comment={_escape_string(f'{base} in vault {vault}: its only network is the tunnel')}",
         f"Exec={exec_line}",

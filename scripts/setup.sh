@@ -19,7 +19,7 @@ packages=(
     conntrack procps util-linux kmod sudo            # lockdown, sysctl, nsenter/mount, vault run
 )
 if [ "${1:-}" = "--tests" ]; then
-    packages+=(docker.io docker-compose)
+    packages+=(docker.io docker-compose desktop-file-utils libglib2.0-bin)   # + menu-entry tests
 fi
 
 missing=()
