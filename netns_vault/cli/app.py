@@ -124,7 +124,9 @@ def reload(
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def run(ctx: typer.Context) -> None:
-    """Run a program inside a vault: vault run [-n NAME] [--user USER] -- CMD [ARGS...]"""
+    """Run a program inside a vault, confined: vault run [-n NAME] [--user USER]
+    [--dbus filtered|none|host] [--system-bus] [--hide PATH]... [--privileged] -- CMD [ARGS...]
+    (`vault run --help` for each option)."""
     from .entry import run_main
 
     raise typer.Exit(run_main(list(ctx.args)))

@@ -8,9 +8,16 @@ from netns_vault.errors import NotFoundError, UsageError
 
 
 def test_parse_run_args():
-    assert parse_run_args(["-n", "home", "--", "curl", "-v"]) == ("home", None, ["curl", "-v"])
-    assert parse_run_args(["--user", "bob", "firefox", "--new"]) == (None, "bob", ["firefox", "--new"])
-    assert parse_run_args(["--name=x", "--", "--weird"]) == ("x", None, ["--weird"])
+    base = {"dbus_own": [], "hide": []}
+    assert parse_run_args(["-n", "home", "--", "curl", "-v"]) == ({**base, "name": "home"},
+                                                                 ["curl", "-v"])
+    assert parse_run_args(["--user", "bob", "firefox", "--new"]) == ({**base, "user": "bob"},
+                                                                    ["firefox", "--new"])
+    assert parse_run_args(["--name=x", "--", "--weird"]) == ({**base, "name": "x"}, ["--weird"])
+    assert parse_run_args(["--dbus", "none", "--hide", "/a", "--hide=/b", "--privileged",
+                           "--system-bus", "--dbus-own", "org.x", "--", "ls"]) == (
+        {"dbus": "none", "hide": ["/a", "/b"], "privileged": True, "system_bus": True,
+         "dbus_own": ["org.x"]}, ["ls"])
     with pytest.raises(UsageError):
         parse_run_args(["-n"])
     with pytest.raises(UsageError):
