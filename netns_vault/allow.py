@@ -147,8 +147,11 @@ def launch(name: str, argv: list[str], environ: dict[str, str], root: str = "/")
         raise SystemFailure(f"refusing to trust the allow-list: {reason}")
     if name not in read_allow_list(root)["users"].get(user, []):
         raise _refuse(user, name, root)
-    launcher.run(launcher.RunRequest(argv=argv, name=name, user=str(uid),
-                                     env=launch_env(environ)))
+    env = launch_env(environ)
+    env["SUDO_UID"] = str(uid)  # for the launcher's restricted policy; never reaches the program
+    # restricted: the launcher's own second wall (no --privileged, no other user, no host bus).
+    launcher.run(launcher.RunRequest(argv=argv, name=name, user=str(uid), env=env,
+                                     restricted=True))
 
 
 def _user_name(uid: int) -> str:

@@ -126,7 +126,7 @@ def test_a_desktop_entry_started_without_a_terminal_runs_the_program_in_the_vaul
     probe = os.path.join(appdir, 'probe "it\'s"')
     with open(probe, "w") as f:
         f.write(f'#!/bin/sh\necho "uid=$(id -u)"\ncurl -sS --max-time 10 {world.WEB_URL}\n'
-                'echo\necho "display=$DISPLAY"\ntty || true\n')
+                'echo\necho "display=$DISPLAY"\ntty || true\ngrep NoNewPrivs /proc/self/status\n')
     os.chmod(probe, 0o755)
 
     res = vault_cli("desktop", "add", name, probe, "--user", alice.pw_name)
@@ -151,6 +151,7 @@ def test_a_desktop_entry_started_without_a_terminal_runs_the_program_in_the_vaul
     assert f"client={world.client_address(0)}" in out, res.stdout + res.stderr
     assert "display=:42" in out
     assert "not a tty" in out
+    assert "NoNewPrivs:\t1" in out  # confined like any vault run (no way out by privilege)
 
     res = vault_cli("desktop", "remove", name, probe, "--user", alice.pw_name)
     assert res.returncode == 0, res.stderr
