@@ -24,6 +24,7 @@ if [ "${1:-}" = "--tests" ]; then
     packages+=(mount)   # the attack tests' spoofed resolv.conf (a private bind mount)
     # confinement tests: a session bus, gdbus, Firefox ESR under Xvfb and a screen dump
     packages+=(dbus-daemon libglib2.0-bin firefox-esr xvfb x11-apps)
+    packages+=(desktop-file-utils)   # menu-entry tests (gio comes with libglib2.0-bin)
 fi
 
 missing=()

@@ -228,9 +228,13 @@ SUBAPPS = {  # command -> (module, kind): mounted only when needed, they cost ev
     "docker": ("netns_vault.cli.docker", "typer"),
     "demo": ("netns_vault.cli.demo", "register"),
     "doctor": ("netns_vault.cli.doctor", "register"),
+    "allow": ("netns_vault.cli.allow", "register"),
+    "deny": ("netns_vault.cli.allow", "register"),
+    "desktop": ("netns_vault.cli.desktop", "typer"),
 }
 SUBAPP_HELP = {"lockdown": "The host-wide kill switch.",
-               "docker": "Docker containers through a vault."}
+               "docker": "Docker containers through a vault.",
+               "desktop": "Menu entries that start a program in a vault."}
 _mounted: set[str] = set()
 
 
@@ -241,7 +245,7 @@ def mount_subapps(args: list[str]) -> None:
     command = next((a for a in args if not a.startswith("-")), None)
     wanted = [command] if command in SUBAPPS else ([] if command in _CORE else list(SUBAPPS))
     for name in wanted:
-        if name in _mounted:
+        if name in _mounted or SUBAPPS[name][0] in _mounted:
             continue
         module, kind = SUBAPPS[name]
         try:
@@ -254,7 +258,7 @@ def mount_subapps(args: list[str]) -> None:
             app.add_typer(sub.app, name=name, help=SUBAPP_HELP[name])
         else:
             sub.register(app)
-        _mounted.add(name)
+        _mounted.update((name, module))
 
 
 _CORE = {"up", "down", "run", "ls", "status", "check", "reload"}
