@@ -181,6 +181,11 @@ def untrusted_reason(path: str) -> str | None:
                 break  # its parent was checked: nobody else can create it
             if stat.S_ISLNK(st.st_mode):
                 continue  # the resolved path is walked too
+            if i < len(parts) and stat.S_ISDIR(st.st_mode) and st.st_mode & stat.S_ISVTX \
+                    and st.st_uid == 0:
+                # A sticky ancestor such as /tmp: others may add entries to it, but cannot
+                # rename or remove root's, and the next component is checked in its own right.
+                continue
             problem = _mode_problem(current, st)
             if problem:
                 return problem

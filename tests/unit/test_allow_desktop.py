@@ -68,3 +68,27 @@ def test_entry_takes_name_icon_and_field_code_from_the_apps_own(tmp_path):
     assert desktop.find_app_entry("nothing", (str(tmp_path),)) is None
     text, title = desktop.render_entry("home", "nothing", "/l", None)
     assert title == "nothing (vault home)" and "%" not in text
+
+
+def test_a_sticky_ancestor_like_tmp_is_trusted_but_a_world_writable_one_is_not(tmp_path):
+    import os
+
+    from netns_vault.allow import untrusted_reason
+
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to make root-owned files")
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    os.chmod(sticky, 0o1777)
+    (sticky / "app").mkdir()
+    os.chmod(tmp_path, 0o755)
+    script = sticky / "app" / "launch"
+    script.write_text("#!/bin/sh\n")
+    assert untrusted_reason(str(script)) is None
+    os.chmod(sticky, 0o777)  # no sticky bit: anyone could replace app/
+    assert "writable by everyone" in (untrusted_reason(str(script)) or "")
+    os.chmod(sticky, 0o1777)
+    os.chmod(sticky / "app", 0o1777)  # the last directory itself may not be sticky-writable
+    assert untrusted_reason(str(sticky / "app")) is not None
