@@ -3,7 +3,7 @@
 # package in it (.venv/bin/vault). Idempotent: packages already installed are not fetched again.
 #
 #   scripts/setup.sh            system packages for vaults and the demo
-#   scripts/setup.sh --tests    also Docker (docker.io, docker-compose) for the test suite
+#   scripts/setup.sh --tests    also Docker (docker.io, docker-compose) and podman for the test suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,7 +19,7 @@ packages=(
     conntrack procps util-linux kmod sudo            # lockdown, sysctl, nsenter/mount, vault run
 )
 if [ "${1:-}" = "--tests" ]; then
-    packages+=(docker.io docker-compose)
+    packages+=(docker.io docker-compose podman)   # podman: tests/integration/test_podman_vault.py
 fi
 
 missing=()

@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -248,8 +249,11 @@ def test_vault_podman_run_errors(world, vault_cli, podman, podman_image, tmp_pat
     assert res.returncode == 2 and "is up" in res.stderr, res.stderr
 
 
-def test_podman_compose_example(world, vault_cli, podman, podman_image, tool):
-    compose = tool("podman-compose")
+def test_podman_compose_example(world, vault_cli, podman, podman_image):
+    # podman-compose >= 1.0.6 from the test extras (Debian 12's 1.0.3 cannot do network_mode ns:)
+    compose = os.path.join(os.path.dirname(sys.executable), "podman-compose")
+    if not os.path.exists(compose):
+        pytest.skip("podman-compose not in the venv (pip install -e '.[test]')")
     name = up(vault_cli, podman)
     names = VaultNames.of(name)
     addr = world.client_address(INDEX)
