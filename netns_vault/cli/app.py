@@ -226,6 +226,7 @@ def check(
 SUBAPPS = {  # command -> (module, kind): mounted only when needed, they cost every command
     "lockdown": ("netns_vault.cli.lockdown", "typer"),
     "docker": ("netns_vault.cli.docker", "typer"),
+    "podman": ("netns_vault.cli.podman", "typer"),
     "demo": ("netns_vault.cli.demo", "register"),
     "doctor": ("netns_vault.cli.doctor", "register"),
     "allow": ("netns_vault.cli.allow", "register"),
@@ -234,7 +235,8 @@ SUBAPPS = {  # command -> (module, kind): mounted only when needed, they cost ev
 }
 SUBAPP_HELP = {"lockdown": "The host-wide kill switch.",
                "docker": "Docker containers through a vault.",
-               "desktop": "Menu entries that start a program in a vault."}
+               "desktop": "Menu entries that start a program in a vault.",
+               "podman": "Podman containers in a vault."}
 _mounted: set[str] = set()
 
 
