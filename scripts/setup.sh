@@ -20,6 +20,7 @@ packages=(
 )
 if [ "${1:-}" = "--tests" ]; then
     packages+=(docker.io docker-compose)
+    packages+=(mount)   # the attack tests' spoofed resolv.conf (a private bind mount)
 fi
 
 missing=()
