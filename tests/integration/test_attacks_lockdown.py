@@ -147,12 +147,12 @@ def test_endpoint_exception_admits_only_the_marked_wireguard_socket(lab: Lab) ->
     assert plain_sent(cap), cap.summary()
 
     result = lab.apply()
-    assert result.spec.fwmark == lockdown.rules.DEFAULT_FWMARK
     with lab.world.capture() as cap:
         plain_udp(lab, sb.ENDPOINT_ADDR, sb.ENDPOINT_PORT)
         assert lab.web_via_tunnel() == f"client={TUNNEL_ADDR}"  # the tunnel still works
     report("plain UDP to the endpoint under lockdown", f"{len(plain_sent(cap))} packets out")
     assert plain_sent(cap) == [], cap.summary()
+    assert result.spec.fwmark == lockdown.rules.DEFAULT_FWMARK
     assert cap.wireguard_packets(), cap.summary()
     assert cap.leaks(src=HOST) == [], cap.summary()
     lab.call(lockdown.check)
