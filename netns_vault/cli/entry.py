@@ -37,6 +37,7 @@ if os.path.basename(sys.argv[0] if sys.argv else "") == "vault":  # the console 
 
 import contextlib  # noqa: E402
 
+EXIT_INTERRUPTED = 130  # as errors.EXIT_INTERRUPTED (not imported here: startup stays light)
 USAGE_RUN = "usage: vault run [-n NAME] [--user USER] -- CMD [ARGS...]"
 
 
@@ -147,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 
         mount_subapps(args)
         rv = app(args=args, prog_name="vault", standalone_mode=False)
+        if rv == EXIT_INTERRUPTED:  # typer's answer to a KeyboardInterrupt, silently
+            return report(KeyboardInterrupt())
         return rv if isinstance(rv, int) else 0
     except SystemExit as exc:
         _phase = "done"
