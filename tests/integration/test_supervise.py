@@ -8,8 +8,8 @@ bound the issue asks for: traffic resumes within a few seconds of the server's r
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -27,6 +27,12 @@ from .supervise_helpers import (
     tunnel_pid,
     with_resolv_conf,
 )
+
+
+def read(path: str, mode: str = "r"):
+    with open(path, mode) as f:
+        return f.read()
+
 
 pytestmark = pytest.mark.integration
 
@@ -144,7 +150,7 @@ def test_notify_ready_after_handshake_stopping_and_one_supervisor(world, vault_c
     # A second supervisor for the same vault: exit 4, naming the first one's pid.
     second = vault_cli("supervise", name)
     assert second.returncode == 4, second.stderr
-    pid = open(f"/run/netns-vault/{name}.supervise.lock").read().strip()
+    pid = read(f"/run/netns-vault/{name}.supervise.lock").strip()
     assert f"pid {pid}" in second.stderr and len(second.stderr.strip().splitlines()) == 1
     ls = json.loads(vault_cli("ls", "--json").stdout)
     assert next(r for r in ls if r["name"] == name)["supervisor"]["state"] == "connected"

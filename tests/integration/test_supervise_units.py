@@ -9,6 +9,12 @@ import subprocess
 
 import pytest
 
+
+def read(path: str, mode: str = "r"):
+    with open(path, mode) as f:
+        return f.read()
+
+
 pytestmark = pytest.mark.integration
 
 
@@ -19,7 +25,7 @@ def tree(root: str) -> dict[str, tuple]:
             p = os.path.join(d, n)
             st = os.lstat(p)
             body = os.readlink(p) if os.path.islink(p) else (
-                open(p, "rb").read() if os.path.isfile(p) else None)
+                read(p, "rb") if os.path.isfile(p) else None)
             out[os.path.relpath(p, root)] = (st.st_mode, st.st_uid, body)
     return out
 
@@ -47,16 +53,16 @@ def test_units_verify_and_undo_byte_for_byte(vault_cli, tmp_path):
     assert res.returncode == 0, res.stderr
     assert "not running systemctl" in res.stdout
     copy = os.path.join(root, "etc/netns-vault", f"{name}.conf")
-    assert open(copy, "rb").read() == open(conf, "rb").read()
+    assert read(copy, "rb") == read(conf, "rb")
     assert os.stat(copy).st_mode & 0o777 == 0o600
-    assert "--docker --wait" in open(os.path.join(root, f"etc/netns-vault/{name}.env")).read()
+    assert "--docker --wait" in read(os.path.join(root, f"etc/netns-vault/{name}.env"))
     assert os.path.realpath(os.path.join(unit_dir, "multi-user.target.wants",
                                          f"netns-vault@{name}.service")) == \
         os.path.join(unit_dir, "netns-vault@.service")
     assert vault_cli("enable", name, "--config", conf, "--root", root).returncode == 2
     res = vault_cli("attach-unit", name, "demo", "--root", root)
     assert res.returncode == 0, res.stderr
-    dropin = open(os.path.join(unit_dir, "demo.service.d", f"netns-vault-{name}.conf")).read()
+    dropin = read(os.path.join(unit_dir, "demo.service.d", f"netns-vault-{name}.conf"))
     for want in (f"NetworkNamespacePath=/run/netns/vault-{name}",
                  f"Requires=netns-vault@{name}.service", f"After=netns-vault@{name}.service",
                  "NoNewPrivileges=yes", "/run/nscd",
