@@ -1,4 +1,4 @@
-"""Attack tooling for the closed test world (netns_vault/sandbox.py): the published attacks on
+"""Attack tooling for the closed test world (netns_vault/sandbox/): the published attacks on
 VPN clients, done for real inside the world and nowhere else.
 
 What it offers (all of it runs in the world's namespaces; nothing touches the root namespace):
@@ -25,7 +25,7 @@ What it offers (all of it runs in the world's namespaces; nothing touches the ro
   program in the host namespace with /etc/resolv.conf pointing at it (a private bind mount, so
   the machine's own resolv.conf is never touched).
 
-The packet work runs as `python -m netns_vault.sandbox_attacks COMMAND JSON` under nsenter, so
+The packet work runs as `python -m netns_vault.sandbox.attacks COMMAND JSON` under nsenter, so
 scapy is imported only in that short-lived process, inside the right namespace.
 """
 
@@ -44,8 +44,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import SystemFailure, UsageError
-from .sandbox import (
+from ..errors import SystemFailure, UsageError
+from ..nsexec import netns_path
+from .world import (
     BUSYBOX,
     DNSMASQ,
     GATEWAY,
@@ -59,14 +60,13 @@ from .sandbox import (
     _tail,
     _wait_until,
     clean_env,
-    netns_path,
     ns_popen,
     ns_run,
     stop_process,
 )
 
 if TYPE_CHECKING:
-    from .sandbox import World
+    from .world import World
 
 PROBE_KINDS = ("icmp", "syn", "synack", "ack", "rst", "udp", "arp")
 TUNNELVISION_ROUTES = (("0.0.0.0/1", GATEWAY), ("128.0.0.0/1", GATEWAY))
@@ -636,7 +636,7 @@ def with_resolv_conf(ns: str, resolv_conf: str, argv: Sequence[str]) -> list[str
 
 # --- the tool process -------------------------------------------------------------------------
 def _tool_argv(command: str, spec: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "netns_vault.sandbox_attacks", command, json.dumps(spec)]
+    return [sys.executable, "-m", "netns_vault.sandbox.attacks", command, json.dumps(spec)]
 
 
 def _run_tool(ns: str, command: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -651,7 +651,7 @@ _COMMANDS = {"probe": _probe_main, "ra": _ra_main, "prober": _prober_main}
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 2 or argv[0] not in _COMMANDS:
-        print(f"usage: python -m netns_vault.sandbox_attacks {{{','.join(_COMMANDS)}}} JSON",
+        print(f"usage: python -m netns_vault.sandbox.attacks {{{','.join(_COMMANDS)}}} JSON",
               file=sys.stderr)
         return 2
     result = _COMMANDS[argv[0]](json.loads(argv[1]))

@@ -42,12 +42,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import SystemFailure, UsageError
-from .nsexec import netns_path, run_in_netns
-from .rollback import Rollback
+from ..errors import SystemFailure, UsageError
+from ..nsexec import netns_path, run_in_netns
+from ..rollback import Rollback
 
 if TYPE_CHECKING:
-    from .tunnel.base import TunnelStats
+    from ..tunnel.base import TunnelStats
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class World:
     # -- paths --
     @property
     def uapi_socket(self) -> str:
-        from .tunnel.uapi import socket_path_for
+        from ..tunnel.uapi import socket_path_for
 
         return socket_path_for(self.server_iface)
 
@@ -378,7 +378,7 @@ class World:
         return self
 
     def _build(self, rb: Rollback) -> None:
-        from .keys import generate_private_key, public_key
+        from ..keys import generate_private_key, public_key
 
         self.tmpdir = rb.step("temp dir", lambda: tempfile.mkdtemp(
             prefix=f"netns-vault-{self.id}-", dir=self._tmp_root), self._remove_tmpdir)
@@ -423,7 +423,7 @@ class World:
             shutil.rmtree(self.tmpdir, ignore_errors=True)
 
     def _create_ns(self, ns: str) -> None:
-        from .namespace import create_netns
+        from ..namespace import create_netns
 
         create_netns(ns)
         # Remember the namespace itself: if /run/netns gets over-mounted by someone else, the
@@ -431,7 +431,7 @@ class World:
         self._ns_inodes[ns] = os.stat(netns_path(ns)).st_ino
 
     def _remove_ns(self, ns: str) -> None:
-        from .namespace import process_name, remove_netns
+        from ..namespace import process_name, remove_netns
 
         # Anything still inside was started in the world (by us or a test): end it by pid.
         inode = self._ns_inodes.pop(ns, None)
@@ -505,7 +505,7 @@ class World:
         log.debug("wireguard-go %s started, pid %d", self.server_iface, self._server_proc.pid)
 
     def _finish_server(self) -> None:
-        from .tunnel.uapi import UapiClient, UapiPeer, build_set_request
+        from ..tunnel.uapi import UapiClient, UapiPeer, build_set_request
 
         proc = self._server_proc
         assert proc is not None and self.server_private_key is not None
@@ -565,7 +565,7 @@ class World:
 
     def server_stats(self) -> TunnelStats:
         """The server's view (tunnel.base.TunnelStats): a peer per client, with handshakes."""
-        from .tunnel.uapi import UapiClient
+        from ..tunnel.uapi import UapiClient
 
         self._require_started()
         return UapiClient(self.uapi_socket).get()
@@ -623,7 +623,7 @@ class World:
 
     # -- web --
     def _spawn_web(self) -> None:
-        argv = [sys.executable, "-m", "netns_vault.sandbox_web", "--bind", WEB_ADDR,
+        argv = [sys.executable, "-m", "netns_vault.sandbox.web", "--bind", WEB_ADDR,
                 "--port", str(WEB_PORT), "--log", self.web_log]
         with open(self._file("web.stderr"), "ab") as errf:
             self._web_proc = ns_popen(self.isp_ns, argv, stdout=errf, stderr=subprocess.STDOUT)
