@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SystemFailure, UsageError
 from ..nsexec import netns_path
-from .world import (
+from .layout import (
     BUSYBOX,
     DNSMASQ,
     GATEWAY,
@@ -57,13 +57,9 @@ from .world import (
     UPLINK_PREFIXLEN,
     WEB_ADDR,
     WEB_PORT,
-    _tail,
-    _wait_until,
-    clean_env,
-    ns_popen,
-    ns_run,
-    stop_process,
 )
+from .namespaces import clean_env, ip, ns_popen, ns_run
+from .processes import stop_process, tail, wait_until
 
 if TYPE_CHECKING:
     from .world import World
@@ -74,27 +70,20 @@ RA_PREFIX = "2001:db8:1::/64"
 RA_ROUTER_ADDR = "2001:db8:1::1"  # put on the isp's up0 while IPv6 is on
 
 
-def _ip(ns: str, *args: str, check: bool = True) -> str:
-    res = ns_run(ns, ["ip", *args], timeout=10)
-    if check and res.returncode != 0:
-        raise SystemFailure(f"ip {' '.join(args)} in {ns}: {res.stderr.strip()}")
-    return res.stdout
-
-
 def link_mac(ns: str, iface: str) -> str:
     """The MAC address of `iface` in `ns`."""
-    info = json.loads(_ip(ns, "-j", "link", "show", "dev", iface))
+    info = json.loads(ip(ns, "-j", "link", "show", "dev", iface))
     return str(info[0]["address"])
 
 
 def routes(ns: str, family: str = "-4") -> list[str]:
     """`ip route` of `ns`, one route a line."""
-    return [line.strip() for line in _ip(ns, family, "route").splitlines() if line.strip()]
+    return [line.strip() for line in ip(ns, family, "route").splitlines() if line.strip()]
 
 
 def route_get(ns: str, addr: str) -> str:
     """`ip route get ADDR` in `ns` (the route the kernel would use)."""
-    return _ip(ns, "route", "get", addr).strip()
+    return ip(ns, "route", "get", addr).strip()
 
 
 def _set_sysctls(ns: str, values: dict[str, str]) -> dict[str, str]:
@@ -156,9 +145,9 @@ class DhcpServer:
                 self._proc = ns_popen(self.world.isp_ns, argv, stdout=errf,
                                       stderr=subprocess.STDOUT)
             proc = self._proc
-            _wait_until(lambda: "DHCP, IP range" in _tail(self.log_path, 4000), 5.0,
+            wait_until(lambda: "DHCP, IP range" in tail(self.log_path, 4000), 5.0,
                         "DHCP server", alive=lambda: proc.poll() is None,
-                        details=lambda: _tail(os.path.join(self._dir or "", "stderr")))
+                        details=lambda: tail(os.path.join(self._dir or "", "stderr")))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -173,7 +162,7 @@ class DhcpServer:
 
     def acks(self) -> int:
         """DHCPACKs sent so far."""
-        return _tail(self.log_path, 1 << 20).count("DHCPACK(")
+        return tail(self.log_path, 1 << 20).count("DHCPACK(")
 
 
 # The client's script: what a distribution's DHCP client script does with a lease, option 121
@@ -241,7 +230,7 @@ class DhcpClient:
         return self
 
     def _addrs(self) -> set[str]:
-        info = json.loads(_ip(self.world.host_ns, "-4", "-j", "addr", "show", "dev", self.iface))
+        info = json.loads(ip(self.world.host_ns, "-4", "-j", "addr", "show", "dev", self.iface))
         return {f"{a['local']}/{a['prefixlen']}" for i in info for a in i.get("addr_info", [])}
 
     @property
@@ -252,10 +241,10 @@ class DhcpClient:
         host = self.world.host_ns
         for dst, gw in self.pushed_routes:
             if dst != "default":
-                _ip(host, "route", "del", dst, "via", gw, "dev", self.iface, check=False)
+                ip(host, "route", "del", dst, "via", gw, "dev", self.iface, check=False)
         for addr in self._addrs() - self._addrs_before:
-            _ip(host, "addr", "del", addr, "dev", self.iface, check=False)
-        _ip(host, "route", "replace", "default", "via", GATEWAY, "dev", self.iface, check=False)
+            ip(host, "addr", "del", addr, "dev", self.iface, check=False)
+        ip(host, "route", "replace", "default", "via", GATEWAY, "dev", self.iface, check=False)
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -411,7 +400,7 @@ def host_ipv6(world: World, accept_ra: str = "2") -> Iterator[None]:
     try:
         old_isp = _set_sysctls(world.isp_ns, isp_keys)
         old_host = _set_sysctls(world.host_ns, host_keys)
-        _ip(world.isp_ns, "-6", "addr", "add", f"{RA_ROUTER_ADDR}/64", "dev", ISP_UPLINK_IFACE,
+        ip(world.isp_ns, "-6", "addr", "add", f"{RA_ROUTER_ADDR}/64", "dev", ISP_UPLINK_IFACE,
             "nodad")
         yield
     finally:
@@ -423,7 +412,7 @@ def host_ipv6(world: World, accept_ra: str = "2") -> Iterator[None]:
 
 def host_global_ipv6(world: World, iface: str = HOST_UPLINK_IFACE) -> list[str]:
     """Global IPv6 addresses on the host's `iface` (what SLAAC made of an RA)."""
-    info = json.loads(_ip(world.host_ns, "-6", "-j", "addr", "show", "dev", iface, "scope",
+    info = json.loads(ip(world.host_ns, "-6", "-j", "addr", "show", "dev", iface, "scope",
                           "global"))
     return [a["local"] for i in info for a in i.get("addr_info", []) if "local" in a]
 
@@ -469,13 +458,13 @@ def flap_link(ns: str, iface: str, down_for: float = 0.5,
               restore: Sequence[Sequence[str]] = ()) -> None:
     """`ip link set IFACE down`, wait, `up`, then re-run each `ip` command in `restore` (the
     kernel drops routes through a link that goes down; a network manager puts them back)."""
-    _ip(ns, "link", "set", "dev", iface, "down")
+    ip(ns, "link", "set", "dev", iface, "down")
     try:
         time.sleep(down_for)
     finally:
-        _ip(ns, "link", "set", "dev", iface, "up")
+        ip(ns, "link", "set", "dev", iface, "up")
         for args in restore:
-            _ip(ns, *args, check=False)
+            ip(ns, *args, check=False)
 
 
 def flap_host_uplink(world: World, down_for: float = 0.5) -> None:
@@ -483,7 +472,7 @@ def flap_host_uplink(world: World, down_for: float = 0.5) -> None:
     flap_link(world.host_ns, HOST_UPLINK_IFACE, down_for,
               restore=[("route", "replace", "default", "via", GATEWAY, "dev",
                         HOST_UPLINK_IFACE)])
-    _ip(world.host_ns, "addr", "replace", f"{HOST_ADDR}/{UPLINK_PREFIXLEN}", "dev",
+    ip(world.host_ns, "addr", "replace", f"{HOST_ADDR}/{UPLINK_PREFIXLEN}", "dev",
         HOST_UPLINK_IFACE, check=False)
 
 
@@ -609,9 +598,9 @@ def spoofed_resolver(world: World, name: str, addr: str,
         with open(os.path.join(d, "stderr"), "wb") as errf:
             proc = ns_popen(world.isp_ns, argv, stdout=errf, stderr=subprocess.STDOUT)
         p = proc
-        _wait_until(lambda: "started" in _tail(os.path.join(d, "dns.log"), 4000), 5.0,
+        wait_until(lambda: "started" in tail(os.path.join(d, "dns.log"), 4000), 5.0,
                     "spoofing resolver", alive=lambda: p.poll() is None,
-                    details=lambda: _tail(os.path.join(d, "stderr")))
+                    details=lambda: tail(os.path.join(d, "stderr")))
         time.sleep(0.1)
         yield conf
     finally:
