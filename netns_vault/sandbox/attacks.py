@@ -305,79 +305,26 @@ def probe_address(world: World, target: str, *, count: int = 3, wait: float = 1.
 
 def _probe_main(spec: dict[str, Any]) -> dict[str, Any]:
     sc = _scapy()
-    ARP = sc.ARP
-    ICMP = sc.ICMP
-    IP = sc.IP
-    TCP = sc.TCP
-    UDP = sc.UDP
-    AsyncSniffer = sc.AsyncSniffer
-    Ether = sc.Ether
-    IPerror = sc.IPerror
-    get_if_hwaddr = sc.get_if_hwaddr
-    sendp = sc.sendp
-
-    iface, src, target = spec["iface"], spec["src"], spec["target"]
-    dst_mac, count, port = spec["dst_mac"], spec["count"], spec["port"]
-    my_mac = get_if_hwaddr(iface)
+    iface, count = spec["iface"], spec["count"]
+    my_mac = sc.get_if_hwaddr(iface)
     base_port = 40000 + os.getpid() % 10000
     # each kind gets its own source port (TCP/UDP) or ICMP id, so replies can be told apart
     tag = {k: base_port + 10 * i for i, k in enumerate(PROBE_KINDS)}
-    flags = {"syn": "S", "synack": "SA", "ack": "A", "rst": "R"}
-    eth = Ether(src=my_mac, dst=dst_mac)
-    frames = []
-    for kind in spec["kinds"]:
-        for i in range(count):
-            if kind == "arp":
-                frames.append(Ether(src=my_mac, dst="ff:ff:ff:ff:ff:ff")
-                              / ARP(op=1, hwsrc=my_mac, psrc=src, pdst=target))
-            elif kind == "icmp":
-                frames.append(eth / IP(src=src, dst=target) / ICMP(id=tag[kind], seq=i))
-            elif kind == "udp":
-                frames.append(eth / IP(src=src, dst=target)
-                              / UDP(sport=tag[kind] + i, dport=port) / b"probe")
-            else:
-                frames.append(eth / IP(src=src, dst=target)
-                              / TCP(sport=tag[kind] + i, dport=port, flags=flags[kind],
-                                    seq=1000 + i, ack=5000 if "A" in flags[kind] else 0))
+    frames = _probe_frames(sc, spec, my_mac, tag)
     by_port = {tag[k] + i: k for k in PROBE_KINDS for i in range(count)}
 
-    def kind_of(pkt: Any) -> str | None:
-        if pkt.haslayer(ARP):
-            arp = pkt[ARP]
-            return "arp" if arp.op == 2 and arp.psrc == target else None
-        if not pkt.haslayer(IP) or pkt[Ether].src == my_mac:
-            return None
-        ip = pkt[IP]
-        if pkt.haslayer(IPerror):  # an ICMP error quoting something we sent
-            inner = pkt[IPerror]
-            if inner.dst != target:
-                return None
-            if ip.src != target:  # e.g. a redirect from a forwarding host: not the target
-                return "from-other"
-            if inner.proto == 1:
-                return "icmp"
-            sport = getattr(inner.payload, "sport", None)
-            return by_port.get(sport, "other") if sport is not None else "other"
-        if ip.src != target:
-            return None
-        if pkt.haslayer(ICMP):
-            return "icmp"
-        if pkt.haslayer(TCP) or pkt.haslayer(UDP):
-            return by_port.get(pkt.payload.payload.dport, "other")
-        return "other"
-
-    sniffer = AsyncSniffer(iface=iface, store=True)
+    sniffer = sc.AsyncSniffer(iface=iface, store=True)
     sniffer.start()
     time.sleep(0.3)  # let the socket bind before the first probe
     for frame in frames:
-        sendp(frame, iface=iface, verbose=False)
+        sc.sendp(frame, iface=iface, verbose=False)
         time.sleep(0.01)
     time.sleep(spec["wait"])
     captured = sniffer.stop() or []
     counts = {k: 0 for k in spec["kinds"]}
     replies, others = [], []
     for pkt in captured:
-        kind = kind_of(pkt)
+        kind = _reply_kind(sc, pkt, spec["target"], my_mac, by_port)
         if kind == "from-other":
             others.append(pkt.summary())
         elif kind is not None:
@@ -385,6 +332,58 @@ def _probe_main(spec: dict[str, Any]) -> dict[str, Any]:
             replies.append(f"{kind}: {pkt.summary()}")
     sent = {k: count for k in spec["kinds"]}
     return {"sent": sent, "counts": counts, "replies": replies, "others": others}
+
+
+def _probe_frames(sc: Any, spec: dict[str, Any], my_mac: str, tag: dict[str, int]) -> list[Any]:
+    """`count` frames of each kind in spec["kinds"], from (my_mac, src) to (dst_mac, target)."""
+    src, target, port = spec["src"], spec["target"], spec["port"]
+    flags = {"syn": "S", "synack": "SA", "ack": "A", "rst": "R"}
+    eth = sc.Ether(src=my_mac, dst=spec["dst_mac"])
+    frames = []
+    for kind in spec["kinds"]:
+        for i in range(spec["count"]):
+            if kind == "arp":
+                frames.append(sc.Ether(src=my_mac, dst="ff:ff:ff:ff:ff:ff")
+                              / sc.ARP(op=1, hwsrc=my_mac, psrc=src, pdst=target))
+            elif kind == "icmp":
+                frames.append(eth / sc.IP(src=src, dst=target) / sc.ICMP(id=tag[kind], seq=i))
+            elif kind == "udp":
+                frames.append(eth / sc.IP(src=src, dst=target)
+                              / sc.UDP(sport=tag[kind] + i, dport=port) / b"probe")
+            else:
+                frames.append(eth / sc.IP(src=src, dst=target)
+                              / sc.TCP(sport=tag[kind] + i, dport=port, flags=flags[kind],
+                                       seq=1000 + i, ack=5000 if "A" in flags[kind] else 0))
+    return frames
+
+
+def _reply_kind(sc: Any, pkt: Any, target: str, my_mac: str,
+                by_port: dict[int, str]) -> str | None:
+    """Which probe kind `pkt` answers (None: not a reply from `target`; "from-other": an ICMP
+    error about a probe, sent by some other address)."""
+    if pkt.haslayer(sc.ARP):
+        arp = pkt[sc.ARP]
+        return "arp" if arp.op == 2 and arp.psrc == target else None
+    if not pkt.haslayer(sc.IP) or pkt[sc.Ether].src == my_mac:
+        return None
+    sender = pkt[sc.IP].src
+    if pkt.haslayer(sc.IPerror):  # an ICMP error quoting something we sent
+        inner = pkt[sc.IPerror]
+        if inner.dst != target:
+            return None
+        if sender != target:  # e.g. a redirect from a forwarding host: not the target
+            return "from-other"
+        if inner.proto == 1:
+            return "icmp"
+        sport = getattr(inner.payload, "sport", None)
+        return by_port.get(sport, "other") if sport is not None else "other"
+    if sender != target:
+        return None
+    if pkt.haslayer(sc.ICMP):
+        return "icmp"
+    if pkt.haslayer(sc.TCP) or pkt.haslayer(sc.UDP):
+        return by_port.get(pkt.payload.payload.dport, "other")
+    return "other"
 
 
 # --- IPv6 router advertisements ----------------------------------------------------------------
