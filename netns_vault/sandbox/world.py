@@ -24,29 +24,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import SystemFailure, UsageError
 from ..rollback import Rollback
+from . import layout
 from .capture import Capture
 from .clients import ClientKeys, client_config_text, make_keys, write_private_file
-from .layout import (
-    DEFAULT_CLIENTS,
-    DNS_ADDR,
-    ENDPOINT_ADDR,
-    ENDPOINT_PORT,
-    GATEWAY,
-    HOST_ADDR,
-    HOST_LAN_IFACE,
-    HOST_UPLINK_IFACE,
-    LAN_HOST_ADDR,
-    LAN_PEER_ADDR,
-    TUNNEL_NET,
-    TUNNEL_SERVER_ADDR,
-    VPN_NAME,
-    WEB_ADDR,
-    WEB_NAME,
-    WEB_PORT,
-    WEB_URL,
-    client_address,
-    missing_tools,
-)
+from .layout import DEFAULT_CLIENTS, missing_tools
 from .namespaces import Namespaces, ns_popen, ns_run
 from .network import wire
 from .servers import DnsServer, WebServer, WireGuardServer
@@ -65,23 +46,23 @@ class World:
     and file the world made.
     """
 
-    GATEWAY = GATEWAY
-    HOST_ADDR = HOST_ADDR
-    ENDPOINT_ADDR = ENDPOINT_ADDR
-    ENDPOINT_PORT = ENDPOINT_PORT
-    DNS_ADDR = DNS_ADDR
-    WEB_ADDR = WEB_ADDR
-    WEB_PORT = WEB_PORT
-    WEB_URL = WEB_URL
-    WEB_NAME = WEB_NAME
-    VPN_NAME = VPN_NAME
-    TUNNEL_SERVER_ADDR = TUNNEL_SERVER_ADDR
-    TUNNEL_NET = TUNNEL_NET
-    LAN_HOST_ADDR = LAN_HOST_ADDR
-    LAN_PEER_ADDR = LAN_PEER_ADDR
-    HOST_UPLINK_IFACE = HOST_UPLINK_IFACE
-    HOST_LAN_IFACE = HOST_LAN_IFACE
-    client_address = staticmethod(client_address)
+    GATEWAY = layout.GATEWAY
+    HOST_ADDR = layout.HOST_ADDR
+    ENDPOINT_ADDR = layout.ENDPOINT_ADDR
+    ENDPOINT_PORT = layout.ENDPOINT_PORT
+    DNS_ADDR = layout.DNS_ADDR
+    WEB_ADDR = layout.WEB_ADDR
+    WEB_PORT = layout.WEB_PORT
+    WEB_URL = layout.WEB_URL
+    WEB_NAME = layout.WEB_NAME
+    VPN_NAME = layout.VPN_NAME
+    TUNNEL_SERVER_ADDR = layout.TUNNEL_SERVER_ADDR
+    TUNNEL_NET = layout.TUNNEL_NET
+    LAN_HOST_ADDR = layout.LAN_HOST_ADDR
+    LAN_PEER_ADDR = layout.LAN_PEER_ADDR
+    HOST_UPLINK_IFACE = layout.HOST_UPLINK_IFACE
+    HOST_LAN_IFACE = layout.HOST_LAN_IFACE
+    client_address = staticmethod(layout.client_address)
 
     def __init__(self, prefix: str = "nvt", clients: int = DEFAULT_CLIENTS, *,
                  ipv6: bool = False, tmp_root: str | None = None):
