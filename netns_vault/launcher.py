@@ -4,8 +4,11 @@ This module is the hot path of `vault run`, so it imports only the standard libr
 no pyroute2. The process enters the vault and then becomes the program (exec), so the program's
 exit code and signals are its own.
 
-Order matters: a private mount namespace first (our mounts must not reach the host), then the
-vault's network namespace, then the DNS files, and the privilege drop last.
+Order matters (the order is the body of `run`): the D-Bus proxy's keeper is forked while still
+in the host's namespaces; then a private mount namespace (our mounts must not reach the host),
+the vault's network namespace, the DNS files and the hides; then everything the exec needs is
+resolved and imported; then the privilege drop (bounding set, no_new_privs, uid, capability
+sets), the seccomp filter, and exec. See netns_vault/confine/ and the README's "Confinement".
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import contextlib
 import ctypes
 import os
 import pwd
+import shutil
 import sys
 
+from .confine import browsers, caps, dbus, seccomp
 from .errors import NotFoundError, SystemFailure, UsageError
 from .nsexec import CLONE_NEWNS, libc, setns_path, unshare
 
@@ -36,17 +41,70 @@ DESKTOP_ENV = ("DISPLAY", "WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "DBUS_SESSION_BU
                "PULSE_SERVER", "HOME", "LANG", "TERM", "XAUTHORITY", "COLORTERM", "LC_ALL")
 
 
-class RunRequest:
-    """What to run where. Plain classes here: dataclasses cost `vault run` milliseconds."""
+SYSTEM_BUS_DIR = "/run/dbus"
+# Environment variables that change how programs load: never passed on a restricted launch.
+LOADER_ENV_PREFIXES = ("LD_", "GCONV_", "MALLOC_", "PYTHON", "PERL5", "RUBY", "NODE_OPTIONS",
+                       "GIO_EXTRA_MODULES", "GTK_MODULES", "GTK_PATH", "QT_PLUGIN_PATH")
 
-    __slots__ = ("argv", "name", "user", "env")
+
+def warn(message: str) -> None:
+    print(f"vault: warning: {message}", file=sys.stderr)
+
+
+class RunRequest:
+    """What to run where. Plain classes here: dataclasses cost `vault run` milliseconds.
+
+    `restricted` is the policy hook for launches that a user is merely *allowed* to make (the
+    allow-list): it refuses `privileged`, a `user` other than the caller (SUDO_UID), `dbus`
+    "host" and `system_bus`, and strips loader variables (LD_PRELOAD and kin) from the env.
+    """
+
+    __slots__ = ("argv", "name", "user", "env", "privileged", "dbus", "dbus_own", "system_bus",
+                 "hide", "restricted")
 
     def __init__(self, argv: list[str], name: str | None = None, user: str | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, *, privileged: bool = False,
+                 dbus: str = "filtered", dbus_own: list[str] | None = None,
+                 system_bus: bool = False, hide: list[str] | None = None,
+                 restricted: bool = False):
         self.argv = argv
         self.name = name
         self.user = user
         self.env = dict(os.environ) if env is None else env
+        self.privileged = privileged
+        self.dbus = dbus
+        self.dbus_own = list(dbus_own or [])
+        self.system_bus = system_bus
+        self.hide = list(hide or [])
+        self.restricted = restricted
+
+
+def check_request(req: RunRequest) -> None:
+    """Refuse what the request may not ask for; the restricted policy lives here."""
+    if req.dbus not in dbus.MODES:
+        raise UsageError(f"--dbus must be one of {', '.join(dbus.MODES)}, not {req.dbus!r}")
+    for path in req.hide:
+        if not path.startswith("/") or not os.path.lexists(path):
+            raise UsageError(f"--hide needs an existing absolute path, not {path!r}")
+    if not req.restricted:
+        return
+    refused = [what for what, asked in (("--privileged", req.privileged),
+                                         ("--dbus host", req.dbus == "host"),
+                                         ("--system-bus", req.system_bus),
+                                         ("--dbus-own", bool(req.dbus_own))) if asked]
+    if refused:
+        raise UsageError(f"not allowed for this launch: {', '.join(refused)}")
+    caller = req.env.get("SUDO_UID", "")
+    if not caller.isdigit():
+        raise UsageError("a restricted launch must come through sudo (no SUDO_UID)")
+    if req.user is not None:
+        try:
+            entry = pwd.getpwuid(int(req.user)) if req.user.isdigit() else pwd.getpwnam(req.user)
+        except KeyError:
+            raise UsageError(f"no such user: {req.user}") from None
+        if entry.pw_uid != int(caller):
+            raise UsageError("not allowed for this launch: --user other than yourself")
+    req.env = {k: v for k, v in req.env.items() if not k.startswith(LOADER_ENV_PREFIXES)}
 
 
 def up_vault_names() -> list[str]:
@@ -156,12 +214,29 @@ def _bind_etc_files(vault: str, hidden: list[str]) -> None:
         _mount(src, target, None, MS_BIND)
 
 
-def _drop_to(who: Identity) -> None:
-    if who.uid == 0 and os.getuid() == 0:
-        return
-    os.initgroups(who.name, who.gid)
-    os.setgid(who.gid)
-    os.setuid(who.uid)
+def _drop_to(who: Identity, privileged: bool) -> None:
+    """Bounding set, no_new_privs, uid/gid, then the process's capability sets."""
+    if not privileged:
+        caps.drop_bounding()
+        caps.set_no_new_privs()
+    if not (who.uid == 0 and os.getuid() == 0):
+        os.initgroups(who.name, who.gid)
+        os.setgid(who.gid)
+        os.setuid(who.uid)
+    if not privileged:
+        caps.drop_process_sets()
+
+
+def hide(path: str) -> str | None:
+    """An empty tmpfs over a directory, /dev/null over anything else. None if nothing there."""
+    real = os.path.realpath(path)
+    if not os.path.lexists(real):
+        return None
+    if os.path.isdir(real):
+        _mount("tmpfs", real, "tmpfs", 0, "mode=0755,size=64k")
+    else:
+        _mount("/dev/null", real, None, MS_BIND)
+    return real
 
 
 def enter_vault(vault: str) -> list[str]:
@@ -177,24 +252,85 @@ def enter_vault(vault: str) -> list[str]:
     return hidden
 
 
+def _session_bus(req: RunRequest, who: Identity, env: dict[str, str]) -> None:
+    """Point the program at its bus (see confine/dbus.py); runs in the host's namespaces."""
+    if req.dbus == "host":
+        warn("--dbus host: the program can ask programs outside the vault (a browser, the "
+             "desktop portal, systemd) to open URLs on the host's network")
+        return
+    upstream = dbus.upstream_address(req.env, who.uid) if req.dbus == "filtered" else None
+    env["DBUS_SESSION_BUS_ADDRESS"] = dbus.NO_BUS
+    if upstream is None:
+        return
+    proxy = shutil.which(dbus.PROXY)
+    if proxy is None:
+        raise SystemFailure("xdg-dbus-proxy is not installed (apt-get install xdg-dbus-proxy), "
+                            "needed for --dbus filtered; or use --dbus none")
+    try:
+        env["DBUS_SESSION_BUS_ADDRESS"] = dbus.start_proxy(
+            upstream, who.uid, who.gid, who.name, req.dbus_own, proxy)
+    except dbus.ProxyFailed as exc:
+        raise SystemFailure(f"{exc}; use --dbus none to run without a session bus") from None
+
+
+def _hide_for_program(req: RunRequest, who: Identity, env: dict[str, str]) -> None:
+    paths: list[str] = []
+    if req.dbus != "host":
+        paths += dbus.bus_paths_to_hide(req.env, who.uid)
+        paths += dbus.user_manager_dirs(req.env, who.uid)
+    if not req.system_bus:
+        env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+        paths.append(SYSTEM_BUS_DIR)
+    paths += req.hide
+    for path in paths:
+        hide(path)
+
+
+def resolve_program(argv0: str, env: dict[str, str]) -> str:
+    """The program's path, found with the target user's PATH before the privilege drop."""
+    if "/" in argv0:
+        if not os.path.exists(argv0):
+            raise UsageError(f"{argv0}: no such file")
+        return argv0
+    found = shutil.which(argv0, path=env.get("PATH"))
+    if found is None:
+        raise UsageError(f"{argv0}: command not found")
+    return found
+
+
 def run(req: RunRequest) -> None:
     """Enter the vault and exec the program. Returns only by raising."""
     if not req.argv:
         raise UsageError("nothing to run: give a command after --")
     if os.geteuid() != 0:
         raise SystemFailure("vault run needs root (it re-executes itself through sudo)")
+    check_request(req)
     vault = pick_vault(req.name)
     who = target_identity(req.user, req.env)
     env = program_env(req.env, who)
+    if req.privileged:
+        warn("--privileged: the program keeps its capabilities and may leave the vault")
+    program = seccomp.filter_program() if not req.privileged else b""
+    _session_bus(req, who, env)
     try:
         enter_vault(vault)
-        _drop_to(who)
+        _hide_for_program(req, who, env)
+        path = resolve_program(req.argv[0], env)
+        argv = list(req.argv)
+        browser = browsers.kind(argv[0], path)
+        profile = None
+        if browser is not None:
+            argv, profile = browsers.adapt(
+                argv, env, browser[0], browsers.profile_dir(env, who.home, vault, browser[1]))
+        _drop_to(who, req.privileged)
+        if profile is not None:
+            browsers.make_profile(profile)
+        if program:
+            seccomp.load(program)
     except OSError as exc:
         raise SystemFailure(f"preparing vault {vault} for the program: {exc}") from exc
     try:
-        os.execvpe(req.argv[0], req.argv, env)
-    except FileNotFoundError:
-        raise UsageError(f"{req.argv[0]}: command not found") from None
+        os.execve(path, argv, env)
     except OSError as exc:
         raise SystemFailure(f"{req.argv[0]}: {exc.strerror}") from exc
 

@@ -60,11 +60,20 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     Returns fn's JSON-serialisable result. A VaultError raised in the child is raised again in
     the parent with the same type and message; any other exception becomes a SystemFailure.
     """
-    import json
-
     path = netns_path(netns)
     if not os.path.exists(path):
         raise SystemFailure(f"network namespace {path} does not exist")
+    return run_in_child(lambda: setns_path(path), f"helper in {netns}", fn, *args, **kwargs)
+
+
+def run_in_child(prepare: Callable[[], object], what: str, fn: Callable[..., T], *args: Any,
+                 **kwargs: Any) -> T:
+    """Fork, run prepare() (enter a namespace, drop to a user...) then fn(*args, **kwargs).
+
+    The result and errors come back as run_in_netns describes; `what` names the child in errors.
+    """
+    import json
+
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -74,7 +83,7 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
         code = 0
         payload: dict[str, Any]
         try:
-            setns_path(path)
+            prepare()
             payload = {"ok": fn(*args, **kwargs)}
         except VaultError as exc:
             payload = {"error": type(exc).__name__, "module": type(exc).__module__,
@@ -103,11 +112,11 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     try:
         payload = json.loads(data or b"{}")
     except ValueError:
-        raise SystemFailure(f"helper in {netns} sent garbage") from None
+        raise SystemFailure(f"{what} sent garbage") from None
     if "ok" in payload:
         return payload["ok"]
     if "error" not in payload:
-        raise SystemFailure(f"helper in {netns} died without a word")
+        raise SystemFailure(f"{what} died without a word")
     raise _rebuild_error(payload)
 
 
@@ -119,3 +128,14 @@ def _rebuild_error(payload: dict) -> VaultError:
     if isinstance(cls, type) and issubclass(cls, VaultError) and cls is not errors.ConfigError:
         return cls(message)
     return SystemFailure(message)
+
+
+def run_as_user(name: str, uid: int, gid: int, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) in a child that became the user (groups, gid, uid), as run_in_child returns."""
+
+    def become() -> None:
+        os.initgroups(name, gid)
+        os.setgid(gid)
+        os.setuid(uid)
+
+    return run_in_child(become, f"helper as {name}", fn, *args)

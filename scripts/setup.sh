@@ -3,7 +3,7 @@
 # package in it (.venv/bin/vault). Idempotent: packages already installed are not fetched again.
 #
 #   scripts/setup.sh            system packages for vaults and the demo
-#   scripts/setup.sh --tests    also Docker (docker.io, docker-compose) for the test suite
+#   scripts/setup.sh --tests    also Docker (docker.io, docker-compose) and podman for the test suite
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,10 +17,15 @@ packages=(
     python3 python3-venv python3-dev gcc             # the venv; python-iptables builds a tiny C lib
     tcpdump dnsmasq-base curl busybox-static         # the demo's closed world and its probes
     conntrack procps util-linux kmod sudo            # lockdown, sysctl, nsenter/mount, vault run
+    libseccomp2 xdg-dbus-proxy                       # vault run: seccomp wall, filtered D-Bus
 )
 if [ "${1:-}" = "--tests" ]; then
     packages+=(docker.io docker-compose)
     packages+=(mount)   # the attack tests' spoofed resolv.conf (a private bind mount)
+    # confinement tests: a session bus, gdbus, Firefox ESR under Xvfb and a screen dump
+    packages+=(dbus-daemon libglib2.0-bin firefox-esr xvfb x11-apps)
+    packages+=(desktop-file-utils)   # menu-entry tests (gio comes with libglib2.0-bin)
+    packages+=(podman)   # tests/integration/test_podman_vault.py
 fi
 
 missing=()

@@ -46,8 +46,12 @@ def apply_cmd(
     ssh_from: Annotated[list[str] | None, typer.Option(
         "--ssh-from", help="Only SSH from this CIDR (repeatable).")] = None,
     allow_lan: Annotated[list[str] | None, typer.Option(
-        "--allow-lan", help="Allow traffic to and from this CIDR, DNS excepted (repeatable).")]
+        "--allow-lan", help="Allow traffic to and from this private CIDR, DNS excepted "
+                            "(repeatable).")]
     = None,
+    force_public_lan: Annotated[bool, typer.Option(
+        "--force-public-lan", help="Let --allow-lan take a public range (reopens TunnelCrack "
+                                   "LocalNet for it).")] = False,
     allow_dhcp: Annotated[bool, typer.Option(
         "--allow-dhcp/--no-allow-dhcp", help="DHCP (UDP 68->67) on the physical interface.")]
     = True,
@@ -65,7 +69,7 @@ def apply_cmd(
     req = core.ApplyRequest(
         config=config, phys=phys, ssh_port=ssh_port or None, ssh_from=tuple(ssh_from or ()),
         allow_lan=tuple(allow_lan or ()), allow_dhcp=allow_dhcp, confirm_within=confirm_within,
-        forward_from=tuple(allow_forward_from or ()))
+        forward_from=tuple(allow_forward_from or ()), force_public_lan=force_public_lan)
     result = core.apply(req, netns=netns, state_dir=state_dir)
     spec = result.spec
     out.print(f"[green]✔[/] lockdown {'re-applied' if result.reapplied else 'applied'}: "

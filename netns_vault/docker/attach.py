@@ -113,6 +113,8 @@ def create(client: Any, names: VaultNames, req: RunRequest) -> Any:
             network_mode=mode,
             labels=labels,
             detach=True,
+            # Docker's default capability set lacks NET_ADMIN/SYS_ADMIN/...: never add any.
+            privileged=False,
             # Docker removes a detached --rm container itself when it exits; a foreground one
             # is removed by us after we read its exit code.
             auto_remove=req.remove and req.detach,

@@ -2,15 +2,18 @@
 
 The CLI uses only what is exported here. Modules, one concern each:
   rules.py      the ruleset as data (pure)           apply.py     python-iptables commit/inspect
-  snapshot.py   iptables-legacy-save/restore + sysctls  sysctl.py  IPv6 switches in /proc/sys/net
+  snapshot.py   iptables-legacy-save/restore + sysctls  sysctl.py  IPv6 and ARP switches
   conntrack.py  drop tracked flows the wall forbids  resolve.py   endpoints and their interfaces
   state.py      the state directory                  timer.py     the detached confirm watcher
   persist.py    systemd unit + sysctl.d drop-in      target.py    which namespace work runs in
+  wgmark.py     the tunnel socket's fwmark (read/set over UAPI or netlink)
   core.py       the facade below (what the CLI calls)
 """
 
 from .core import (
+    APPLY_STEPS,
     FAIL_AFTER_ENV,
+    PAUSE_AFTER_ENV,
     ApplyRequest,
     ApplyResult,
     RefreshResult,
@@ -29,8 +32,10 @@ from .persist import PersistPaths
 from .state import DEFAULT_STATE_DIR
 
 __all__ = [
+    "APPLY_STEPS",
     "DEFAULT_STATE_DIR",
     "FAIL_AFTER_ENV",
+    "PAUSE_AFTER_ENV",
     "ApplyRequest",
     "ApplyResult",
     "PersistPaths",

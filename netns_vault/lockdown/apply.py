@@ -1,9 +1,10 @@
 """Commit a lockdown TableRules with python-iptables, and read the live tables back.
 
 Runs in a child that has entered the target namespace (python-iptables acts on the calling
-process's namespace). Each family's filter table changes in ONE libiptc commit: the stale jumps
-go, our chains are (re)filled, the jumps are inserted first and the policies become DROP, all in
-the same atomic replace. Other tables (nat, mangle, raw) and other chains are never touched.
+process's namespace). Each table (filter per family, IPv4 raw) changes in ONE libiptc commit: the
+stale jumps go, our chains are (re)filled, the jumps are inserted first and the policies become
+DROP, all in the same atomic replace. Other tables (nat, mangle, security) and other chains are
+never touched.
 """
 
 from __future__ import annotations
@@ -52,6 +53,17 @@ def make_iptc_rule(iptc: ModuleType, family: int, rule: Rule):
                 m.sport = str(rule.sport)
             if rule.dport is not None:
                 m.dport = str(rule.dport)
+    if rule.src_type or rule.dst_type:
+        m = r.create_match("addrtype")
+        if rule.src_type:
+            m.src_type = rule.src_type
+        if rule.dst_type:
+            m.dst_type = rule.dst_type
+        if rule.limit_iface_in:
+            m.limit_iface_in = ""
+    if rule.mark is not None:
+        m = r.create_match("mark")
+        m.mark = hex(rule.mark)
     if rule.ctstate:
         m = r.create_match("conntrack")
         m.ctstate = rule.ctstate
@@ -79,16 +91,26 @@ def _is_jump_to_ours(iptc_rule) -> bool:
         return False
 
 
+def open_table(iptc: ModuleType, family: int, name: str = "filter"):
+    """Table `name` of `family` here, fresh, autocommit off (filter: the shared opener)."""
+    if name == "filter":
+        return filter_table(iptc, family)
+    cls = iptc.Table if family == 4 else iptc.Table6
+    table = cls(getattr(cls, name.upper()), autocommit=False)
+    table.refresh()
+    return table
+
+
 def commit_table(data: dict) -> list[str]:
-    """Make the filter table of the current namespace match TableRules `data`, atomically.
+    """Make one table of the current namespace match TableRules `data`, atomically.
 
     Returns the iptables commands the change corresponds to (also logged at debug level)."""
     want = TableRules.from_dict(data)
     iptc = load_iptc()
-    cmd = iptables_cmd(want.family)
+    cmd = want.cmd
     done: list[str] = []
     try:
-        table = filter_table(iptc, want.family)
+        table = open_table(iptc, want.family, want.table)
         for builtin, _ours in want.jumps:
             chain = iptc.Chain(table, builtin)
             for rule in list(chain.rules):
@@ -106,7 +128,7 @@ def commit_table(data: dict) -> list[str]:
             chain = iptc.Chain(table, name)
             for rule in rules:
                 chain.append_rule(make_iptc_rule(iptc, want.family, rule))
-                done.append(rule.command(want.family))
+                done.append(rule.command(want.family, want.table))
         for builtin, ours in want.jumps:
             jump = iptc.Rule() if want.family == 4 else iptc.Rule6()
             jump.target = iptc.Target(jump, ours)
@@ -118,7 +140,7 @@ def commit_table(data: dict) -> list[str]:
         for line in done:
             log.debug("%s", line)
         table.commit()
-        log.debug("%s: committed the filter table in one replace", cmd)
+        log.debug("%s: committed the %s table in one replace", cmd, want.table)
     except SystemFailure:
         raise
     except Exception as exc:
@@ -153,13 +175,13 @@ def swap_chain(family: int, chain_name: str, rules: list[dict]) -> list[str]:
 
 
 def inspect_table(data: dict) -> list[dict]:
-    """Compare the live filter table with TableRules `data`: one CheckItem dict per property."""
+    """Compare the live table with TableRules `data`: one CheckItem dict per property."""
     want = TableRules.from_dict(data)
     iptc = load_iptc()
-    cmd = iptables_cmd(want.family)
+    cmd = want.cmd
     items: list[CheckItem] = []
     try:
-        table = filter_table(iptc, want.family)
+        table = open_table(iptc, want.family, want.table)
         for chain_name, policy in want.policies.items():
             got = iptc.Chain(table, chain_name).get_policy().name
             items.append(CheckItem(f"{cmd} policy {chain_name}", got == policy,
@@ -172,15 +194,16 @@ def inspect_table(data: dict) -> list[dict]:
                 f"{cmd} {builtin} jumps first to {ours}", ok,
                 "rule 1" if ok else f"rule 1 is {first or 'missing'}"))
         for name, rules in want.chains.items():
-            items.append(_inspect_chain(iptc, table, want.family, name, rules))
+            items.append(_inspect_chain(iptc, table, want, name, rules))
     except Exception as exc:
-        raise SystemFailure(f"reading the {cmd} filter table: {exc}") from exc
+        raise SystemFailure(f"reading the {cmd} {want.table} table: {exc}") from exc
     return [i.to_dict() for i in items]
 
 
-def _inspect_chain(iptc: ModuleType, table, family: int, name: str,
+def _inspect_chain(iptc: ModuleType, table, tr: TableRules, name: str,
                    rules: tuple[Rule, ...]) -> CheckItem:
-    label = f"{iptables_cmd(family)} chain {name}"
+    family = tr.family
+    label = f"{tr.cmd} chain {name}"
     if not table.is_chain(name):
         return CheckItem(label, False, "missing")
     got = [_decode(iptc, family, r) for r in iptc.Chain(table, name).rules]
@@ -189,5 +212,6 @@ def _inspect_chain(iptc: ModuleType, table, family: int, name: str,
         return CheckItem(label, True, f"{len(got)} rules as expected")
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
-            return CheckItem(label, False, f"rule {i + 1} is {g}; expected `{rules[i].command(family)}`")
+            return CheckItem(label, False, f"rule {i + 1} is {g}; expected "
+                             f"`{rules[i].command(family, tr.table)}`")
     return CheckItem(label, False, f"{len(got)} rules; expected {len(want)}")

@@ -23,10 +23,11 @@ from ..errors import CheckFailed, ConflictError, NotFoundError, SystemFailure, U
 from ..firewall.rules import iptables_cmd
 from ..tunnel.links import link_exists
 from . import apply as iptc_apply
-from . import conntrack, persist, snapshot, sysctl, timer
+from . import conntrack, persist, snapshot, sysctl, timer, wgmark
 from .resolve import resolve_all, route_ifaces
 from .rules import (
     CHAIN_EP,
+    DEFAULT_FWMARK,
     EndpointAddr,
     KeepPolicy,
     LockdownSpec,
@@ -50,8 +51,14 @@ from .target import in_target, ns_inode
 log = logging.getLogger(__name__)
 
 # Fault injection for the rollback tests: NETNS_VAULT_LOCKDOWN_FAIL_AFTER=<step> makes `apply`
-# fail right after that step (iptables, ip6tables, sysctl, conntrack), as if the next had failed.
+# fail right after that step, as if the next had failed; NETNS_VAULT_LOCKDOWN_PAUSE_AFTER=<step>
+# makes it write "paused after <step>" to stderr and sleep there, for a test to send a signal.
 FAIL_AFTER_ENV = "NETNS_VAULT_LOCKDOWN_FAIL_AFTER"
+PAUSE_AFTER_ENV = "NETNS_VAULT_LOCKDOWN_PAUSE_AFTER"
+# The steps of `apply`, in order (state: the state file says "applying"; timer: the confirm timer
+# runs; then the tables, the sysctls, the tunnel's fwmark and conntrack, in the target namespace).
+APPLY_STEPS = ("state", "timer", "iptables", "iptables-raw", "ip6tables", "sysctl", "arp",
+               "fwmark", "conntrack")
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class ApplyRequest:
     allow_dhcp: bool = True
     confirm_within: float | None = None
     forward_from: tuple[str, ...] = ()
+    force_public_lan: bool = False
 
 
 @dataclass
@@ -125,6 +133,9 @@ def _same_ns(state: LockdownState | None, netns: str | None) -> None:
 
 
 def _maybe_fail(step: str) -> None:
+    if os.environ.get(PAUSE_AFTER_ENV) == step:
+        os.write(2, f"paused after {step}\n".encode())
+        time.sleep(120)
     if os.environ.get(FAIL_AFTER_ENV) == step:
         raise SystemFailure(f"injected failure after step {step!r}")
 
@@ -152,7 +163,27 @@ def _loaded(store: Store, netns: str | None) -> LockdownState:
 # apply
 
 
-def plan(req: ApplyRequest, netns: str | None) -> tuple[LockdownSpec, list[tuple[str, int]], int | None]:
+@dataclass(frozen=True)
+class Plan:
+    spec: LockdownSpec
+    hosts: list[tuple[str, int]]
+    fwmark: int | None  # the config's FwMark (for the route lookups)
+    set_fwmark: int | None  # the mark to give the live tunnel, which has none
+
+
+def tunnel_mark(tunnel: str, cfg_fwmark: int | None, netns: str | None) -> tuple[int, int | None]:
+    """(the mark the endpoint rules match, the mark to set on the live tunnel or None).
+
+    The live tunnel's own mark if it has one (wg-quick sets 51820 when it owns the default
+    route); else the config's FwMark, else DEFAULT_FWMARK, set on the tunnel if it is up."""
+    live = in_target(netns, wgmark.read, tunnel)
+    if live["fwmark"]:
+        return int(live["fwmark"]), None
+    mark = cfg_fwmark or DEFAULT_FWMARK
+    return mark, (mark if live["present"] else None)
+
+
+def plan(req: ApplyRequest, netns: str | None) -> Plan:
     """Parse the config, resolve every endpoint, find the interface to each. Changes nothing."""
     cfg = load_config(req.config)
     tunnel = check_iface(cfg.stem, f"tunnel interface (the name of {req.config})")
@@ -166,26 +197,40 @@ def plan(req: ApplyRequest, netns: str | None) -> tuple[LockdownSpec, list[tuple
     ips = [ip for ip, _port in resolved]
     ifaces = ({ip: req.phys for ip in ips} if req.phys is not None
               else route_ifaces(ips, tunnel, cfg.fwmark, netns))
+    mark, set_mark = tunnel_mark(tunnel, cfg.fwmark, netns)
     spec = make_spec(
         tunnel, [EndpointAddr(ip, port, ifaces[ip]) for ip, port in resolved],
         ssh_port=req.ssh_port, ssh_from=req.ssh_from, allow_lan=req.allow_lan,
         allow_dhcp=req.allow_dhcp, forward_from=req.forward_from,
-        tunnel_addresses=[str(a) for a in cfg.ipv4_addresses],
+        tunnel_addresses=[str(a) for a in cfg.ipv4_addresses], fwmark=mark,
+        force_public_lan=req.force_public_lan,
     )
-    return spec, hosts, cfg.fwmark
+    return Plan(spec, hosts, cfg.fwmark, set_mark)
 
 
-def _apply_inside(tables: list[dict], keep: dict, tunnel: str) -> dict[str, Any]:
-    """In the target namespace: the walls, IPv6 off, stale conntrack entries gone."""
+def _step_name(table: dict) -> str:
+    name = iptables_cmd(table["family"])
+    return name if table.get("table", "filter") == "filter" else f"{name}-{table['table']}"
+
+
+def _apply_inside(tables: list[dict], keep: dict, tunnel: str, phys: list[str],
+                  set_mark: int | None) -> dict[str, Any]:
+    """In the target namespace: the walls, IPv6 off, ARP strict, the tunnel's mark, stale
+    conntrack entries gone."""
     commands: list[str] = []
     for table in tables:
         if table["family"] == 6 and not sysctl.ipv6_present():
             continue  # a kernel without IPv6: nothing to drop
         commands += iptc_apply.commit_table(table)
-        _maybe_fail(iptables_cmd(table["family"]))
+        _maybe_fail(_step_name(table))
     sysctl.disable_ipv6()
     commands += [f"sysctl -w net.ipv6.conf.{n}.disable_ipv6=1" for n in sysctl.LOCKDOWN_KEYS]
     _maybe_fail("sysctl")
+    commands += sysctl.harden_arp(phys)
+    _maybe_fail("arp")
+    if set_mark is not None and link_exists(tunnel):
+        commands.append(wgmark.write(tunnel, set_mark))
+    _maybe_fail("fwmark")
     deleted = conntrack.flush_disallowed(keep, tunnel)
     _maybe_fail("conntrack")
     return {"commands": commands, "conntrack_deleted": deleted}
@@ -196,14 +241,16 @@ def apply(req: ApplyRequest, *, netns: str | None = None,
     """`vault lockdown apply`: the whole-host kill switch for the tunnel of `req.config`."""
     if req.confirm_within is not None and req.confirm_within <= 0:
         raise UsageError("--confirm-within must be a positive number of seconds")
-    spec, hosts, fwmark = plan(req, netns)
-    return apply_spec(spec, netns=netns, state_dir=state_dir, config=req.config, hosts=hosts,
-                      phys=req.phys, fwmark=fwmark, confirm_within=req.confirm_within)
+    p = plan(req, netns)
+    return apply_spec(p.spec, netns=netns, state_dir=state_dir, config=req.config,
+                      hosts=p.hosts, phys=req.phys, fwmark=p.fwmark,
+                      confirm_within=req.confirm_within, set_fwmark=p.set_fwmark)
 
 
 def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config: str,
                hosts: list[tuple[str, int]], phys: str | None, fwmark: int | None,
-               confirm_within: float | None = None) -> ApplyResult:
+               confirm_within: float | None = None,
+               set_fwmark: int | None = None) -> ApplyResult:
     """Put `spec` in force (the part of `apply` after planning; also what boot runs)."""
     store = Store(state_dir)
     inode = ns_inode(netns)
@@ -217,22 +264,26 @@ def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config:
         if current is None or store.read(BASE) is None:
             store.write(BASE, snap)
         new = LockdownState(netns=netns, netns_inode=inode, config=config,
-                            endpoint_hosts=list(hosts), phys=phys, fwmark=fwmark, spec=spec)
+                            endpoint_hosts=list(hosts), phys=phys, fwmark=fwmark, spec=spec,
+                            marked_tunnel=set_fwmark is not None or bool(
+                                current and current.marked_tunnel))
         if confirm_within is not None:
             store.write(ROLLBACK, {"snapshot": snap,
                                    "previous": current.to_dict() if current else None})
             new.timer = TimerInfo(secrets.token_hex(8), time.time() + confirm_within)
         store.save_state(new)  # before any change: a crash from here on can still be reverted
         try:
+            _maybe_fail("state")
             if new.timer is not None:
                 # The timer starts BEFORE the walls go up: whatever kills us from here on,
                 # the earlier rules come back.
                 new.timer.pid = timer.spawn(state_dir, netns, new.timer.token,
                                             new.timer.deadline, store.path(TIMER_LOG))
                 store.save_state(new)
+                _maybe_fail("timer")
             tables = [t.to_dict() for t in build_tables(spec)]
             done = in_target(netns, _apply_inside, tables, KeepPolicy.of(spec).to_dict(),
-                             spec.tunnel)
+                             spec.tunnel, list(spec.phys_ifaces), set_fwmark)
         except BaseException as exc:
             _undo_apply(store, netns, snap, current, new, exc)
             raise
@@ -254,6 +305,8 @@ def _undo_apply(store: Store, netns: str | None, snap: dict, current: LockdownSt
         timer.stop(new.timer.pid, new.timer.token)
     try:
         in_target(netns, snapshot.restore, snap)
+        if new.marked_tunnel and not (current and current.marked_tunnel):
+            _unmark(netns, new)
     except Exception as exc2:
         # Leave the state in place: `vault lockdown revert` can still go back to the base.
         raise SystemFailure(f"{exc}; putting the earlier rules back failed too: {exc2}; "
@@ -263,6 +316,19 @@ def _undo_apply(store: Store, netns: str | None, snap: dict, current: LockdownSt
     else:
         store.save_state(current)
         store.remove(ROLLBACK)
+
+
+def _unmark(netns: str | None, state: LockdownState) -> None:
+    """Take off the mark the lockdown gave the tunnel (if it still has exactly that one)."""
+    if state.spec.fwmark is not None:
+        in_target(netns, _unmark_inside, state.spec.tunnel, state.spec.fwmark)
+
+
+def _unmark_inside(tunnel: str, mark: int) -> bool:
+    if wgmark.read(tunnel)["fwmark"] == mark:
+        wgmark.write(tunnel, 0)
+        return True
+    return False
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,6 +365,8 @@ def revert(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> L
         if state is not None and state.timer is not None:
             timer.stop(state.timer.pid, state.timer.token)
         in_target(netns, snapshot.restore, base)
+        if state is not None and state.marked_tunnel:
+            _unmark(netns, state)
         store.clear()
     log.info("lockdown reverted: the rules from before it are back")
     return state
@@ -327,7 +395,10 @@ def expire(token: str, *, netns: str | None, state_dir: str) -> bool:
         if rollback is None:
             raise SystemFailure(f"{store.path(ROLLBACK)} is missing")
         in_target(netns, snapshot.restore, rollback["snapshot"])
-        if rollback.get("previous"):
+        previous = rollback.get("previous")
+        if state.marked_tunnel and not (previous and previous.get("marked_tunnel")):
+            _unmark(netns, state)
+        if previous:
             store.write(STATE, rollback["previous"])
             store.remove(ROLLBACK)
         else:
@@ -355,7 +426,8 @@ def refresh(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> 
             old.tunnel, [EndpointAddr(ip, port, ifaces[ip]) for ip, port in resolved],
             ssh_port=old.ssh_port, ssh_from=old.ssh_from, allow_lan=old.allow_lan,
             allow_dhcp=old.allow_dhcp, forward_from=old.forward_from,
-            tunnel_addresses=old.tunnel_addresses)
+            tunnel_addresses=old.tunnel_addresses, fwmark=old.fwmark,
+            force_public_lan=True)  # (the LANs were accepted by apply)
         if new.endpoints != old.endpoints:
             in_target(netns, iptc_apply.swap_chain, 4, CHAIN_EP,
                       [r.to_dict() for r in endpoint_rules(new)])
@@ -368,7 +440,8 @@ def refresh(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> 
 # status, check
 
 
-def _inspect_inside(tables: list[dict], tunnel: str) -> dict[str, Any]:
+def _inspect_inside(tables: list[dict], tunnel: str, phys: list[str],
+                    fwmark: int | None) -> dict[str, Any]:
     items: list[dict] = []
     for table in tables:
         if table["family"] == 6 and not sysctl.ipv6_present():
@@ -379,7 +452,23 @@ def _inspect_inside(tables: list[dict], tunnel: str) -> dict[str, Any]:
         got = values.get(name, "missing")
         items.append({"name": f"sysctl net.ipv6.conf.{name}.disable_ipv6", "ok": got == "1",
                       "detail": got if got == "1" else f"{got} (expected 1)"})
-    return {"items": items, "tunnel_up": link_exists(tunnel)}
+    arp = sysctl.read_arp()
+    for name in ["all", *phys]:
+        for setting, want in sysctl.ARP_WANT.items():
+            got = arp.get(f"{name}.{setting}", "missing")
+            ok = sysctl.arp_ok(setting, got)
+            items.append({"name": f"sysctl net.ipv4.conf.{name}.{setting}", "ok": ok,
+                          "detail": got if ok else f"{got} (expected {want})"})
+    live = wgmark.read(tunnel)
+    if fwmark is not None and live["present"]:
+        got_mark = live["fwmark"]
+        ok = got_mark == fwmark
+        items.append({"name": f"fwmark of {tunnel}", "ok": ok,
+                      "detail": hex(fwmark) if ok else
+                      f"{hex(got_mark) if got_mark else 'none'} (expected {hex(fwmark)}: the "
+                      f"endpoint rules admit only packets so marked; `wg set {tunnel} fwmark "
+                      f"{hex(fwmark)}` or apply again)"})
+    return {"items": items, "tunnel_up": live["present"]}
 
 
 def status(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> Report:
@@ -390,7 +479,8 @@ def status(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> R
     if state is None:
         return Report(applied=False, netns=netns)
     tables = build_tables(state.spec)
-    seen = in_target(netns, _inspect_inside, [t.to_dict() for t in tables], state.spec.tunnel)
+    seen = in_target(netns, _inspect_inside, [t.to_dict() for t in tables], state.spec.tunnel,
+                     list(state.spec.phys_ifaces), state.spec.fwmark)
     items = seen["items"]
     if state.phase != "applied":
         items.insert(0, {"name": "state", "ok": False,
@@ -447,8 +537,13 @@ def boot(spec_path: str, *, netns: str | None = None,
     """What the systemd unit runs before network-pre.target: the persisted spec, no lookups."""
     record = persist.load_record(spec_path)
     spec = LockdownSpec.from_dict(record["spec"])
+    set_fwmark = None
+    if spec.fwmark is not None:  # a tunnel already up and unmarked gets the persisted mark
+        live = in_target(netns, wgmark.read, spec.tunnel)
+        set_fwmark = spec.fwmark if live["present"] and not live["fwmark"] else None
     return apply_spec(spec, netns=netns, state_dir=state_dir,
                       config=record.get("config") or spec_path,
                       hosts=[(str(h), int(p)) for h, p in record.get("endpoint_hosts") or
                              [(e.ip, e.port) for e in spec.endpoints]],
-                      phys=record.get("phys"), fwmark=record.get("fwmark"))
+                      phys=record.get("phys"), fwmark=record.get("fwmark"),
+                      set_fwmark=set_fwmark)

@@ -15,6 +15,16 @@ every one of our chains ends in DROP, so whatever else is in the builtin chains 
 
 IPv6: the same three chains, each a single DROP, and policies DROP.
 
+raw table (IPv4), committed in the same step: PREROUTING -> VAULT-LOCKDOWN-PRE, which drops
+packets to the tunnel's own addresses arriving on any other interface (CVE-2019-14899: a
+neighbour on the physical link that routes the tunnel address via this host would otherwise get
+answers, RSTs included; the rule is the one wg-quick adds). The chain ends without a verdict.
+
+The outbound endpoint rule matches WireGuard's fwmark (`-m mark --mark`): only the tunnel's own
+socket may send UDP to the endpoint, not any local process (TunnelCrack ServerIP). The inbound
+SSH exception only accepts connections to an address of the interface they arrive on
+(`-m addrtype --dst-type LOCAL --limit-iface-in`), never to the tunnel address via eth0.
+
 Unlike the blog's script, ESTABLISHED,RELATED is never accepted globally: only the tunnel and lo
 (where everything is accepted anyway), the SSH exception (replies to inbound SSH only) and the
 forwarding exception use conntrack state.
@@ -34,8 +44,18 @@ CHAIN_IN = "VAULT-LOCKDOWN-IN"
 CHAIN_OUT = "VAULT-LOCKDOWN-OUT"
 CHAIN_FWD = "VAULT-LOCKDOWN-FWD"
 CHAIN_EP = "VAULT-LOCKDOWN-EP"
+CHAIN_PRE = "VAULT-LOCKDOWN-PRE"  # raw table
 BUILTIN_JUMPS = (("INPUT", CHAIN_IN), ("OUTPUT", CHAIN_OUT), ("FORWARD", CHAIN_FWD))
-OUR_CHAINS = (CHAIN_IN, CHAIN_OUT, CHAIN_FWD, CHAIN_EP)
+RAW_JUMPS = (("PREROUTING", CHAIN_PRE),)
+OUR_CHAINS = (CHAIN_IN, CHAIN_OUT, CHAIN_FWD, CHAIN_EP, CHAIN_PRE)
+# The mark the lockdown gives a tunnel that has none: wg-quick's own (51820 = 0xca6c, also its
+# routing table number), so a tunnel wg-quick later marks for its policy routing keeps working.
+DEFAULT_FWMARK = 51820
+# --allow-lan takes these without --force-public-lan: RFC 1918, link-local (RFC 3927) and the
+# RFC 2544 benchmarking range (never routed on the internet). Not 100.64.0.0/10: carrier-grade
+# NAT space belongs to the ISP (on a hotspot, the attacker), not to a LAN of yours.
+PRIVATE_LAN_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
+                    "198.18.0.0/15")
 COMMENT_PREFIX = "netns-vault lockdown: "
 IFNAMSIZ = 16
 DNS_PORT = 53
@@ -70,7 +90,8 @@ class LockdownSpec:
     allow_lan: tuple[str, ...] = ()
     allow_dhcp: bool = True
     forward_from: tuple[str, ...] = ()
-    tunnel_addresses: tuple[str, ...] = ()  # the config's IPv4 addresses (for conntrack)
+    tunnel_addresses: tuple[str, ...] = ()  # the config's IPv4 addresses (conntrack, raw)
+    fwmark: int | None = None  # the tunnel socket's mark; None: endpoint rule by port only
 
     @property
     def phys_ifaces(self) -> tuple[str, ...]:
@@ -92,6 +113,7 @@ class LockdownSpec:
             allow_dhcp=bool(d.get("allow_dhcp", True)),
             forward_from=tuple(d.get("forward_from", ())),
             tunnel_addresses=tuple(d.get("tunnel_addresses", ())),
+            fwmark=None if d.get("fwmark") is None else int(d["fwmark"]),
         )
 
 
@@ -114,6 +136,18 @@ def check_cidr(text: str, what: str) -> str:
     return str(net)
 
 
+def check_lan(cidr: str, force_public: bool) -> str:
+    """An --allow-lan network: private ranges only, unless forced (TunnelCrack LocalNet)."""
+    net = ipaddress.ip_network(cidr)
+    if force_public or any(net.subnet_of(ipaddress.ip_network(p))  # type: ignore[arg-type]
+                           for p in PRIVATE_LAN_NETS):
+        return cidr
+    raise UsageError(
+        f"--allow-lan {cidr}: not a private range ({', '.join(PRIVATE_LAN_NETS)}); a network "
+        "that hands out a public range as its \"LAN\" gets that traffic outside the tunnel "
+        "(TunnelCrack LocalNet). Add --force-public-lan if this is really your LAN")
+
+
 def check_port(port: int, what: str) -> int:
     if not isinstance(port, int) or not 1 <= port <= 65535:
         raise UsageError(f"{what}: {port!r} is not a port number (1-65535)")
@@ -123,7 +157,8 @@ def check_port(port: int, what: str) -> int:
 def make_spec(tunnel: str, endpoints: Iterable[EndpointAddr], *, ssh_port: int | None = 22,
               ssh_from: Iterable[str] = (), allow_lan: Iterable[str] = (),
               allow_dhcp: bool = True, forward_from: Iterable[str] = (),
-              tunnel_addresses: Iterable[str] = ()) -> LockdownSpec:
+              tunnel_addresses: Iterable[str] = (), fwmark: int | None = None,
+              force_public_lan: bool = False) -> LockdownSpec:
     """Validate and normalise the inputs; raises UsageError naming the bad one."""
     check_iface(tunnel, "tunnel interface")
     eps: list[EndpointAddr] = []
@@ -147,6 +182,8 @@ def make_spec(tunnel: str, endpoints: Iterable[EndpointAddr], *, ssh_port: int |
         raise UsageError("no peer has an Endpoint: the lockdown would leave the tunnel no way out")
     if ssh_port is not None:
         check_port(ssh_port, "--ssh-port")
+    if fwmark is not None and (isinstance(fwmark, bool) or not 0 < fwmark < 2**32):
+        raise UsageError(f"fwmark {fwmark!r} is not a mark (1-0xffffffff)")
     fwd = tuple(dict.fromkeys(check_iface(i, "--allow-forward-from") for i in forward_from))
     if tunnel in fwd:
         raise UsageError(f"--allow-forward-from {tunnel}: that is the tunnel itself")
@@ -155,11 +192,13 @@ def make_spec(tunnel: str, endpoints: Iterable[EndpointAddr], *, ssh_port: int |
         endpoints=tuple(eps),
         ssh_port=ssh_port,
         ssh_from=tuple(dict.fromkeys(check_cidr(c, "--ssh-from") for c in ssh_from)),
-        allow_lan=tuple(dict.fromkeys(check_cidr(c, "--allow-lan") for c in allow_lan)),
+        allow_lan=tuple(dict.fromkeys(check_lan(check_cidr(c, "--allow-lan"), force_public_lan)
+                                      for c in allow_lan)),
         allow_dhcp=allow_dhcp,
         forward_from=fwd,
         tunnel_addresses=tuple(dict.fromkeys(
             str(ipaddress.ip_interface(a).ip) for a in tunnel_addresses)),
+        fwmark=fwmark,
     )
 
 
@@ -182,6 +221,10 @@ class Rule:
     dport: int | None = None
     ctstate: str | None = None
     ctdir: str | None = None
+    mark: int | None = None  # -m mark --mark
+    src_type: str | None = None  # -m addrtype --src-type (may start with '!')
+    dst_type: str | None = None  # -m addrtype --dst-type
+    limit_iface_in: bool | None = None  # with dst_type: --limit-iface-in
     comment: str | None = None
 
     def args(self) -> list[str]:
@@ -202,6 +245,15 @@ class Rule:
                     out += ["--sport", str(self.sport)]
                 if self.dport is not None:
                     out += ["--dport", str(self.dport)]
+        if self.src_type or self.dst_type:
+            out += ["-m", "addrtype"]
+            for flag, value in (("--src-type", self.src_type), ("--dst-type", self.dst_type)):
+                if value:
+                    out += ["!", flag, value[1:]] if value.startswith("!") else [flag, value]
+            if self.limit_iface_in:
+                out += ["--limit-iface-in"]
+        if self.mark is not None:
+            out += ["-m", "mark", "--mark", hex(self.mark)]
         if self.ctstate:
             out += ["-m", "conntrack", "--ctstate", self.ctstate]
             if self.ctdir:
@@ -210,8 +262,8 @@ class Rule:
             out += ["-m", "comment", "--comment", f'"{COMMENT_PREFIX}{self.comment}"']
         return out + ["-j", self.target]
 
-    def command(self, family: int = 4) -> str:
-        cmd = iptables_cmd(family)
+    def command(self, family: int = 4, table: str = "filter") -> str:
+        cmd = iptables_cmd(family) + ("" if table == "filter" else f" -t {table}")
         return " ".join([cmd, "-A", self.chain, *self.args()])
 
     def to_dict(self) -> dict[str, Any]:
@@ -224,19 +276,25 @@ class Rule:
 
 @dataclass(frozen=True)
 class TableRules:
-    """The filter table of one family as the lockdown wants it."""
+    """One table (filter, or raw) of one family as the lockdown wants it."""
 
     family: int  # 4 | 6
     policies: dict[str, str]
     chains: dict[str, tuple[Rule, ...]]  # our chains, in creation order
     jumps: tuple[tuple[str, str], ...] = BUILTIN_JUMPS  # (builtin, our chain) at position 1
+    table: str = "filter"
+
+    @property
+    def cmd(self) -> str:
+        """`iptables`, `ip6tables` or `iptables -t raw`: how commands and check items name it."""
+        return iptables_cmd(self.family) + ("" if self.table == "filter" else f" -t {self.table}")
 
     def commands(self) -> list[str]:
         """The whole table as iptables commands: what a debug log or `status` shows."""
-        cmd = iptables_cmd(self.family)
+        cmd = self.cmd
         out = [f"{cmd} -N {name}" for name in self.chains]
         for rules in self.chains.values():
-            out += [r.command(self.family) for r in rules]
+            out += [r.command(self.family, self.table) for r in rules]
         out += [f"{cmd} -I {builtin} 1 -j {ours}" for builtin, ours in self.jumps]
         out += [f"{cmd} -P {chain} {policy}" for chain, policy in self.policies.items()]
         return out
@@ -247,6 +305,7 @@ class TableRules:
             "policies": dict(self.policies),
             "chains": {name: [r.to_dict() for r in rules] for name, rules in self.chains.items()},
             "jumps": [list(j) for j in self.jumps],
+            "table": self.table,
         }
 
     @classmethod
@@ -257,6 +316,7 @@ class TableRules:
             chains={name: tuple(Rule.from_dict(r) for r in rules)
                     for name, rules in d["chains"].items()},
             jumps=tuple((str(a), str(b)) for a, b in d["jumps"]),
+            table=str(d.get("table", "filter")),
         )
 
 
@@ -269,7 +329,7 @@ def endpoint_rules(spec: LockdownSpec) -> tuple[Rule, ...]:
     for ep in spec.endpoints:
         note = f"WireGuard endpoint {ep.ip}:{ep.port}"
         out.append(Rule(CHAIN_EP, "ACCEPT", proto="udp", dst=f"{ep.ip}/32", out_iface=ep.iface,
-                        dport=ep.port, comment=note))
+                        dport=ep.port, mark=spec.fwmark, comment=note))
         out.append(Rule(CHAIN_EP, "ACCEPT", proto="udp", src=f"{ep.ip}/32", in_iface=ep.iface,
                         sport=ep.port, comment=note))
     return tuple(out)
@@ -279,7 +339,9 @@ def _ssh_rules(spec: LockdownSpec) -> tuple[list[Rule], list[Rule]]:
     if spec.ssh_port is None:
         return [], []
     sources: tuple[str | None, ...] = spec.ssh_from or (None,)
+    # To an address of the interface it comes in by: not to the tunnel address via eth0.
     inbound = [Rule(CHAIN_IN, "ACCEPT", proto="tcp", src=s, dport=spec.ssh_port,
+                    dst_type="LOCAL", limit_iface_in=True,
                     ctstate="NEW,ESTABLISHED", ctdir="ORIGINAL", comment="inbound SSH")
                for s in sources]
     # Only the replies of inbound SSH: not "anything with source port 22", as the blog had.
@@ -344,8 +406,18 @@ def build_v6() -> TableRules:
     )
 
 
+def build_raw(spec: LockdownSpec) -> TableRules:
+    """raw PREROUTING: the tunnel's addresses are reachable through the tunnel only."""
+    rules = tuple(Rule(CHAIN_PRE, "DROP", dst=f"{addr}/32", in_iface=f"!{spec.tunnel}",
+                       src_type="!LOCAL", comment="tunnel address only via the tunnel")
+                  for addr in spec.tunnel_addresses)
+    return TableRules(family=4, policies={}, chains={CHAIN_PRE: rules}, jumps=RAW_JUMPS,
+                      table="raw")
+
+
 def build_tables(spec: LockdownSpec) -> list[TableRules]:
-    return [build_v4(spec), build_v6()]
+    """In commit order: the IPv4 filter table, the IPv4 raw table, the IPv6 filter table."""
+    return [build_v4(spec), build_raw(spec), build_v6()]
 
 
 @dataclass(frozen=True)

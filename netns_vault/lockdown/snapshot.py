@@ -1,9 +1,10 @@
-"""What was in force before `apply`: iptables-legacy-save / ip6tables-legacy-save output and the
-IPv6 sysctls, taken and restored in the target namespace (these run in its child).
+"""What was in force before `apply`: iptables-legacy-save / ip6tables-legacy-save output, the
+IPv6 sysctls and the ARP sysctls, taken and restored in the target namespace (in its child).
 
 Restore is byte-for-byte: `iptables-legacy-restore --counters` replaces each saved table with
-exactly what was saved, chain counters included. Order on restore: sysctls, then IPv6 rules, then
-IPv4 rules; should a step fail, what is left in place is the stricter state, never a hole.
+exactly what was saved (filter and raw alike), chain counters included. Order on restore: IPv6
+sysctls, then IPv6 rules, then IPv4 rules, then the ARP sysctls; should a step fail, what is left
+in place is the stricter state, never a hole.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ class Snapshot:
     v4: bytes
     v6: bytes | None  # None: no ip6tables here (kernel without IPv6)
     sysctls: dict[str, str] = field(default_factory=dict)
+    arp: dict[str, str] = field(default_factory=dict)  # sysctl.read_arp()
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "v4": base64.b64encode(self.v4).decode(),
             "v6": None if self.v6 is None else base64.b64encode(self.v6).decode(),
             "sysctls": dict(self.sysctls),
+            "arp": dict(self.arp),
         }
 
     @classmethod
@@ -47,6 +50,7 @@ class Snapshot:
             v4=base64.b64decode(d["v4"]),
             v6=None if d.get("v6") is None else base64.b64decode(d["v6"]),
             sysctls=dict(d.get("sysctls") or {}),
+            arp=dict(d.get("arp") or {}),
         )
 
 
@@ -78,7 +82,8 @@ def take() -> dict[str, Any]:
     for family in families:
         _instantiate(family)
     v6 = save(6) if 6 in families else None
-    return Snapshot(v4=save(4), v6=v6, sysctls=sysctl.read_all()).to_dict()
+    return Snapshot(v4=save(4), v6=v6, sysctls=sysctl.read_all(),
+                    arp=sysctl.read_arp()).to_dict()
 
 
 def _restore_rules(family: int, data: bytes) -> None:
@@ -97,3 +102,4 @@ def restore(data: dict[str, Any]) -> None:
     if snap.v6 is not None:
         _restore_rules(6, snap.v6)
     _restore_rules(4, snap.v4)
+    sysctl.restore_arp(snap.arp)

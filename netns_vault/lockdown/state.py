@@ -50,6 +50,7 @@ class LockdownState:
     applied_at: float = field(default_factory=time.time)
     timer: TimerInfo | None = None
     phase: str = "applying"  # "applying" until every step is done, then "applied"
+    marked_tunnel: bool = False  # apply gave the tunnel its fwmark: revert takes it off
     version: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -72,6 +73,7 @@ class LockdownState:
             applied_at=float(d["applied_at"]),
             timer=TimerInfo(**timer) if timer else None,
             phase=str(d.get("phase", "applied")),
+            marked_tunnel=bool(d.get("marked_tunnel", False)),
             version=int(d.get("version", STATE_VERSION)),
         )
 

@@ -269,6 +269,24 @@ class UapiClient:
             log.debug("UAPI %s -> %s", self.socket_path, redact(reply).rstrip("\n"))
         return parse_get_response(reply)
 
+    def device_field(self, key: str) -> str | None:
+        """One device-level value of a `get=1` reply (e.g. "fwmark"), or None if absent.
+
+        Never asks for a secret: private_key is refused."""
+        if key in _SECRET_KEYS:
+            raise ValueError(f"{key} is a secret")
+        reply = self._exchange("get=1\n\n")
+        code = parse_errno(reply)
+        if code != 0:
+            raise SystemFailure(f"wireguard-go UAPI get failed: {_errno_text(code)}")
+        for line in reply.splitlines():
+            name, _, value = line.partition("=")
+            if name == "public_key":
+                break  # the peers start: no device field after this
+            if name == key:
+                return value
+        return None
+
     def accepts(self) -> bool:
         """True if something is listening on the socket right now."""
         try:

@@ -194,3 +194,25 @@ def test_resolv_text():
 def test_health_without_a_gateway(tmp_path):
     results = gateway.health(str(tmp_path))
     assert results == [("started", False, "the gateway is not up (yet)")]
+
+
+def test_docker_run_adds_no_capabilities():
+    """`vault docker run` must not give a container what `vault run` takes away."""
+    from netns_vault.docker import attach
+    from netns_vault.names import VaultNames
+
+    seen: dict = {}
+
+    class Containers:
+        def create(self, image, command, **kwargs):
+            seen.update(kwargs)
+            return object()
+
+    class Client:
+        containers = Containers()
+
+    attach.create(Client(), VaultNames.of("x"), attach.RunRequest(vault="x", image="busybox"))
+    assert seen["privileged"] is False
+    for key in ("cap_add", "devices", "pid_mode", "userns_mode", "security_opt"):
+        assert not seen.get(key), key
+    assert seen["network_mode"] == "container:vault-x"

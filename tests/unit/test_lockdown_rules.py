@@ -57,6 +57,8 @@ class Pkt:
     dport: int | None = 80
     ctstate: str = "NEW"
     ctdir: str = "ORIGINAL"
+    mark: int = 0  # the socket's fwmark (OUTPUT)
+    dst_on_in_iface: bool = True  # dst is an address of in_iface (addrtype --limit-iface-in)
 
 
 def _iface_match(want: str | None, got: str | None) -> bool:
@@ -83,6 +85,12 @@ def matches(r: Rule, p: Pkt) -> bool:
     if r.dport is not None and r.dport != p.dport:
         return False
     if r.ctstate is not None and p.ctstate not in r.ctstate.split(","):
+        return False
+    if r.mark is not None and r.mark != p.mark:
+        return False
+    if r.src_type is not None or (r.dst_type not in (None, "LOCAL")):
+        raise AssertionError(f"the model has no addrtype {r.src_type} {r.dst_type}")
+    if r.dst_type == "LOCAL" and r.limit_iface_in and not p.dst_on_in_iface:
         return False
     return r.ctdir is None or r.ctdir == p.ctdir
 
@@ -129,9 +137,9 @@ ADDRS = ["198.51.100.1", "198.51.100.2", "198.51.100.53", "203.0.113.80", "198.1
 PORTS = [22, 53, 67, 68, 80, 443, 2222, 51820, 51821, 40000]
 
 specs = st.builds(
-    lambda eps, ssh_port, ssh_from, lan, dhcp, fwd: make_spec(
+    lambda eps, ssh_port, ssh_from, lan, dhcp, fwd, mark: make_spec(
         "wg0", eps, ssh_port=ssh_port, ssh_from=ssh_from, allow_lan=lan, allow_dhcp=dhcp,
-        forward_from=fwd),
+        forward_from=fwd, fwmark=mark, force_public_lan=True),
     st.lists(st.builds(EndpointAddr, st.sampled_from(["198.51.100.1", "198.51.100.2"]),
                        st.sampled_from([51820, 53, 443]), st.sampled_from(["eth0", "wlan0"])),
              min_size=1, max_size=3),
@@ -140,6 +148,7 @@ specs = st.builds(
     st.lists(st.sampled_from(["198.18.0.0/24", "192.0.2.0/24"]), max_size=2, unique=True),
     st.booleans(),
     st.lists(st.sampled_from(["eth1"]), max_size=1),
+    st.sampled_from([None, 51820, 0x1234]),
 )
 
 
@@ -157,6 +166,8 @@ def packets(draw, hook: str) -> Pkt:
         sport=draw(ports), dport=draw(ports),
         ctstate=state,
         ctdir="ORIGINAL" if state == "NEW" else draw(st.sampled_from(["ORIGINAL", "REPLY"])),
+        mark=draw(st.sampled_from([0, 51820, 0x1234])) if hook == "OUTPUT" else 0,
+        dst_on_in_iface=draw(st.booleans()) if hook == "INPUT" else True,
     )
 
 
@@ -169,8 +180,8 @@ def allowed_out(s: LockdownSpec, p: Pkt) -> bool:
     if p.out_iface in ("lo", s.tunnel):
         return True
     if p.proto == "udp" and any((p.dst, p.dport, p.out_iface) == (e.ip, e.port, e.iface)
-                                for e in s.endpoints):
-        return True
+                                for e in s.endpoints) and s.fwmark in (None, p.mark):
+        return True  # only the WireGuard socket, by its mark
     if p.proto in ("tcp", "udp") and p.dport == 53:
         return False  # DNS never leaves but through the tunnel (LAN included)
     if (s.allow_dhcp and p.proto == "udp" and (p.sport, p.dport) == (68, 67)
@@ -194,6 +205,7 @@ def allowed_in(s: LockdownSpec, p: Pkt) -> bool:
         return True
     if (s.ssh_port is not None and p.proto == "tcp" and p.dport == s.ssh_port
             and p.ctstate in ("NEW", "ESTABLISHED") and p.ctdir == "ORIGINAL"
+            and p.dst_on_in_iface  # never to the tunnel address via eth0 (CVE-2019-14899)
             and (not s.ssh_from or _in(p.src, s.ssh_from))):
         return True
     return _in(p.src, s.allow_lan)
@@ -416,6 +428,67 @@ def test_sysctl_restore_writes_all_then_default_then_interfaces(tmp_path, monkey
     sysctl.restore({"lo": "0", "eth0": "1", "default": "0", "all": "1", "gone0": "0"})
     assert order == ["all", "default", "eth0", "lo"]
     assert sysctl.read_all() == {"all": "1", "default": "0", "eth0": "1", "lo": "0"}
+
+
+def test_arp_hardening_and_restore(tmp_path, monkeypatch):
+    values = {"all": ("0", "0"), "eth0": ("0", "1"), "eth1": ("2", "0"), "lo": ("0", "0")}
+    for name, (ignore, announce) in values.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "arp_ignore").write_text(ignore + "\n")
+        (tmp_path / name / "arp_announce").write_text(announce + "\n")
+    monkeypatch.setattr(sysctl, "ARP_CONF_DIR", str(tmp_path))
+    before = sysctl.read_arp()
+    assert before["eth0.arp_announce"] == "1" and len(before) == 8
+    done = sysctl.harden_arp(["eth0", "eth1"])
+    assert "sysctl -w net.ipv4.conf.all.arp_ignore=1" in done
+    assert "sysctl -w net.ipv4.conf.eth1.arp_ignore=1" not in done  # 2 is stricter: kept
+    after = sysctl.read_arp()
+    assert [after[k] for k in ("all.arp_ignore", "all.arp_announce", "eth0.arp_ignore",
+                               "eth0.arp_announce", "eth1.arp_ignore", "eth1.arp_announce",
+                               "lo.arp_ignore")] == ["1", "2", "1", "2", "2", "2", "0"]
+    sysctl.restore_arp(before)
+    assert sysctl.read_arp() == before
+
+
+@pytest.mark.parametrize("cidr", ["10.1.0.0/16", "172.20.0.0/16", "192.168.1.0/24",
+                                  "169.254.0.0/16", "198.18.0.0/24"])
+def test_allow_lan_takes_private_ranges(cidr):
+    assert spec(allow_lan=[cidr]).allow_lan == (cidr,)
+
+
+@pytest.mark.parametrize("cidr", ["203.0.113.0/24", "0.0.0.0/0", "100.64.0.0/10", "8.8.8.0/24",
+                                  "192.168.0.0/15", "10.0.0.0/7"])
+def test_allow_lan_refuses_public_ranges_unless_forced(cidr):
+    with pytest.raises(UsageError, match=r"not a private range .*TunnelCrack LocalNet.*"
+                                         r"--force-public-lan"):
+        spec(allow_lan=[cidr])
+    assert spec(allow_lan=[cidr], force_public_lan=True).allow_lan == (cidr,)
+
+
+def test_raw_rule_ssh_scope_and_endpoint_mark_read_like_iptables_save():
+    s = spec(fwmark=51820)
+    assert rules.build_raw(s).commands() == [
+        "iptables -t raw -N VAULT-LOCKDOWN-PRE",
+        "iptables -t raw -A VAULT-LOCKDOWN-PRE -d 100.96.0.2/32 ! -i wg0 -m addrtype "
+        "! --src-type LOCAL -m comment --comment \"netns-vault lockdown: tunnel address only "
+        "via the tunnel\" -j DROP",
+        "iptables -t raw -I PREROUTING 1 -j VAULT-LOCKDOWN-PRE"]
+    lines = build_v4(s).commands()
+    assert ("iptables -A VAULT-LOCKDOWN-EP -d 198.51.100.1/32 -o eth0 -p udp -m udp "
+            "--dport 51820 -m mark --mark 0xca6c -m comment --comment \"netns-vault lockdown: "
+            "WireGuard endpoint 198.51.100.1:51820\" -j ACCEPT") in lines
+    assert ("iptables -A VAULT-LOCKDOWN-IN -p tcp -m tcp --dport 22 -m addrtype --dst-type "
+            "LOCAL --limit-iface-in -m conntrack --ctstate NEW,ESTABLISHED --ctdir ORIGINAL -m "
+            "comment --comment \"netns-vault lockdown: inbound SSH\" -j ACCEPT") in lines
+    assert [t.table for t in rules.build_tables(s)] == ["filter", "raw", "filter"]
+    assert LockdownSpec.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+def test_a_plain_process_cannot_reach_the_endpoint_without_the_mark():
+    s = spec(fwmark=51820)
+    out = Pkt("OUTPUT", out_iface="eth0", proto="udp", dst="198.51.100.1", dport=51820)
+    assert verdict(build_v4(s), out) == "DROP"
+    assert verdict(build_v4(s), replace(out, mark=51820)) == "ACCEPT"
 
 
 def test_unit_file_orders_before_network_pre():
