@@ -1,4 +1,5 @@
-"""Named network namespaces under /run/netns, through pyroute2 (no `ip` subprocesses)."""
+"""Named network namespaces under /run/netns, through pyroute2 (no `ip` subprocesses; binding
+another process's namespace and the last-resort cleanup still run `mount`/`umount`)."""
 
 from __future__ import annotations
 
@@ -105,8 +106,12 @@ def netns_inode(name_or_path: str) -> int | None:
 def pids_in_netns(name_or_path: str) -> list[int]:
     """Every process whose network namespace is this one."""
     inode = netns_inode(name_or_path)
-    if inode is None:
-        return []
+    return [] if inode is None else pids_in_netns_inode(inode)
+
+
+def pids_in_netns_inode(inode: int) -> list[int]:
+    """Every process (but this one) whose network namespace has this inode: works even after the
+    namespace's path was unbound or mounted over."""
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
