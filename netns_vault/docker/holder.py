@@ -9,11 +9,12 @@ and see only what the vault gives them: `lo` and the WireGuard interface.
 The holder's DNS settings (dns, dns_search) are the ones containers joining it get: Docker copies
 the holder's resolv.conf into every container that uses its network.
 
-Limitation: the namespace is the holder *process's*. When Docker restarts the holder
-(daemon restart, host reboot, `docker restart`), the new process gets a new, empty namespace: the
-WireGuard interface, addresses, routes and firewall of the vault are not in it. Containers Docker
-restarts with it join that empty namespace and have no network at all (fail closed) until the vault
-is set up again (`vault down --force`, then `vault up`).
+The namespace is the holder *process's*. When Docker restarts the holder (daemon restart, host
+reboot, `docker restart`), the new process gets a new, empty namespace: the WireGuard interface,
+addresses, routes and firewall of the vault are not in it, so containers in it have no network at
+all (fail closed). `vault supervise` (what `vault enable --docker` runs) heals that: `rebind` moves
+/run/netns/vault-NAME to the new namespace, then the supervisor rebuilds the walls and the tunnel
+there (netns_vault/supervise/holder.py).
 
 The `docker` SDK is imported only inside functions (the `vault run` path must not load it).
 """
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from .. import namespace
-from ..errors import ConflictError, SystemFailure
+from ..errors import ConflictError, NotFoundError, SystemFailure
 from ..names import VaultNames
 from ..rollback import Rollback
 from .engine import connect
@@ -213,7 +214,7 @@ class DockerHolderProvider:
     def holder_is_bound(self, names: VaultNames) -> bool:
         """True when the holder runs and /run/netns/vault-NAME is its namespace.
 
-        False after Docker restarted the holder (a new, empty namespace; see the module docstring): a
+        False after Docker restarted the holder (a new, empty namespace; see `rebind`): a
         container joining it then would get no network at all.
         """
         holder = self.holder(names)
@@ -280,6 +281,46 @@ class DockerHolderProvider:
             if exc.status_code == 409 and "already in progress" in _explain(exc):
                 return
             raise SystemFailure(f"removing container {cid[:12]}: {_explain(exc)}") from exc
+
+    # ------------------------------------------------------------------ rebind
+
+    def rebind(self, names: VaultNames, force: bool = False) -> bool:
+        """Point /run/netns/vault-NAME at the holder's current namespace. True if it changed.
+
+        For after Docker restarted the holder (daemon restart, host reboot): the holder then runs
+        with a new pid in a new, EMPTY namespace, and the vault must be set up in it again (the
+        tunnel, addresses, routes and firewall lived in the old one). Starts the holder if it is
+        stopped. Refuses (ConflictError) while processes still live in the namespace bound now,
+        e.g. attached containers that kept running when only the holder restarted: moving the
+        path would lose the handle on their namespace. `force` rebinds anyway.
+        """
+        holder = self.holder(names)
+        if holder is None:
+            raise NotFoundError(f"vault {names.name} has no holder container {names.container}")
+        if holder.pid is None:
+            container = self._api(
+                "looking up the holder", lambda: self.client.containers.get(holder.id)
+            )
+            log.debug("docker start %s", names.container)
+            self._api(f"starting holder container {names.container}", container.start)
+            pid = self._wait_running(container, names)
+        else:
+            pid = holder.pid
+        current = _pid_netns_inode(pid)
+        if namespace.netns_exists(names.netns):
+            if namespace.netns_inode(names.netns) == current:
+                return False
+            users = namespace.pids_in_netns(names.netns)
+            if users and not force:
+                listing = ", ".join(f"{p} ({namespace.process_name(p)})" for p in users[:10])
+                raise ConflictError(
+                    f"processes still use the old namespace of vault {names.name}: {listing}; "
+                    "stop them (or vault down --force) before rebinding"
+                )
+        namespace.remove_netns(names.netns)
+        log.debug("ip netns attach %s %d", names.netns, pid)
+        namespace.bind_netns_of_pid(pid, names.netns)
+        return True
 
     # ------------------------------------------------------------------ helpers
 

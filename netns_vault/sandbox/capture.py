@@ -33,6 +33,7 @@ class Packet:
     dport: int | None = None
     length: int = 0
     ts: float = 0.0  # capture time (epoch seconds)
+    quoted: Packet | None = None  # for an ICMP error: the packet it is about (its headers)
 
     @property
     def is_arp(self) -> bool:
@@ -90,9 +91,18 @@ def _with_ports(family: str, proto: int, src: str, dst: str, payload: bytes, ts:
                 length: int) -> Packet:
     name = _IP_PROTOS.get(proto, f"ip:{proto}")
     sport = dport = None
+    quoted = None
     if proto in (6, 17) and len(payload) >= 4:
         sport, dport = struct.unpack("!HH", payload[:4])
-    return Packet(family, name, src, dst, sport, dport, length, ts)
+    elif proto in (1, 58) and len(payload) > 8 and _is_icmp_error(proto, payload[0]):
+        quoted = _parse_ip(payload[8:], ts, len(payload) - 8)
+    return Packet(family, name, src, dst, sport, dport, length, ts, quoted)
+
+
+def _is_icmp_error(proto: int, icmp_type: int) -> bool:
+    """Destination unreachable, time exceeded, parameter problem (and ICMPv6's packet too big):
+    the kinds that quote the packet they are about."""
+    return icmp_type in ((3, 11, 12) if proto == 1 else (1, 2, 3, 4))
 
 
 def _parse_ethertype(ethertype: int, data: bytes, ts: float, length: int) -> Packet:
@@ -256,7 +266,12 @@ class Capture:
         ip, port = endpoint
         out = []
         for p in self.packets:
-            if p.is_arp or (p.proto == "udp" and p.involves(ip, port)):
+            if p.is_arp or _is_wireguard(p, ip, port):
+                continue
+            if p.quoted is not None and _is_wireguard(p.quoted, ip, port):
+                # The kernel's ICMP error about an encrypted WireGuard datagram (e.g. the server
+                # still sending to the closed port of a wireguard-go killed earlier): it quotes
+                # only ciphertext headers, nothing a program in a vault sent.
                 continue
             if src is not None and p.src != src:
                 continue
@@ -268,3 +283,12 @@ class Capture:
         if len(self.packets) > limit:
             lines.append(f"... {len(self.packets) - limit} more")
         return "\n".join(lines) or "(no packets)"
+
+
+def _is_wireguard(p: Packet, ip: str, port: int) -> bool:
+    """WireGuard UDP to or from the endpoint, or coming FROM the server's WireGuard port on
+    another of its addresses (the server answers a peer at the address that peer last used):
+    encrypted, and inbound, so never a leak of the host's."""
+    if p.proto != "udp":
+        return False
+    return p.involves(ip, port) or (p.sport == port and p.dport != port)

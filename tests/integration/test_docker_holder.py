@@ -9,6 +9,7 @@ import contextlib
 import itertools
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -236,3 +237,50 @@ def test_conflicts(client, provider, names, base_image):
         provider.destroy(names, force=True)
     foreign.reload()
     assert foreign.status == "running"
+
+
+@pytest.mark.docker
+def test_rebind_after_the_holder_restarts(client, provider, names):
+    holder = _up(provider, names)
+    old_inode = namespace.netns_inode(names.netns)
+    assert provider.rebind(names) is False  # nothing to do
+
+    # a process still in the old namespace: rebinding would lose it, so it is refused
+    squatter = subprocess.Popen(["nsenter", f"--net={names.netns_path}", "sleep", "600"])
+    try:
+        _wait_for(lambda: squatter.pid in namespace.pids_in_netns(names.netns))
+        client.api.restart(names.container, timeout=1)
+        new = provider.holder(names)
+        assert new is not None and new.pid and new.pid != holder.pid
+        new_inode = os.stat(f"/proc/{new.pid}/ns/net").st_ino
+        assert new_inode != old_inode  # docker gave the restarted holder a new namespace
+        with pytest.raises(ConflictError, match="old namespace"):
+            provider.rebind(names)
+        assert namespace.netns_inode(names.netns) == old_inode
+    finally:
+        squatter.kill()
+        squatter.wait()
+
+    assert provider.rebind(names) is True
+    assert namespace.netns_inode(names.netns) == new_inode
+    assert _links_in(names.netns_path) == ["lo"]  # the new namespace is empty
+    assert provider.rebind(names) is False
+
+    # a stopped holder is started again
+    client.api.stop(names.container, timeout=1)
+    assert provider.rebind(names) is True
+    assert (
+        namespace.netns_inode(names.netns)
+        == os.stat(f"/proc/{provider.holder(names).pid}/ns/net").st_ino
+    )
+
+    provider.destroy(names)
+    assert _leftovers(client, names) == []
+
+
+def _wait_for(cond, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
