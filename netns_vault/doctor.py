@@ -228,9 +228,12 @@ def _tun_check() -> Check:
 
 
 def _read_filter_here(family: int) -> dict:
-    from .firewall.iptables import read_ruleset
+    """{"policies": {chain: policy}} of the filter table here, read with python-iptables."""
+    from .firewall.iptables import load_iptc, open_table
 
-    return read_ruleset(family)
+    table = open_table(load_iptc(), family)
+    return {"policies": {c.name: c.get_policy().name for c in table.chains
+                         if table.builtin_chain(c)}}
 
 
 def iptables_checks(probe_ns: str | None) -> list[Check]:

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import dns, namespace, state
+from . import dns, ipv6, namespace, state
 from .config import WgConfig
+from .endpoints import resolve_peers as resolve_endpoints
 from .errors import ConflictError, NotFoundError, SystemFailure
-from .firewall import rules as fw_rules
+from .firewall.walls import apply_vault, inspect_vault
 from .names import VaultNames
 from .nsexec import run_in_netns
 from .rollback import Rollback
@@ -29,7 +30,7 @@ from .tunnel.links import configure_tunnel_link, link_exists
 
 log = logging.getLogger(__name__)
 
-IPV6_SYSCTLS = ("all", "default", "lo")
+IPV6_SYSCTLS = ipv6.KEYS
 DEFAULT_MTU = 1420
 STATE_VERSION = 1
 
@@ -88,31 +89,20 @@ class UpResult:
 # Work done inside the vault's namespace (these run in a forked child; keep them JSON in/out).
 
 
-def _prepare_inside(rulesets: list[dict]) -> None:
+def _prepare_inside(ifname: str) -> None:
     """Before the tunnel exists: IPv6 off, lo up, the firewall walls up."""
     from pyroute2 import IPRoute
 
-    for conf in IPV6_SYSCTLS:
-        path = f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"
-        log.debug("sysctl -w net.ipv6.conf.%s.disable_ipv6=1", conf)
-        try:
-            with open(path, "w") as f:
-                f.write("1")
-        except FileNotFoundError:
-            pass  # kernel without IPv6: nothing to disable; ip6tables still walls it below
+    ipv6.disable()  # a kernel without IPv6: nothing to disable; the firewall walls it anyway
     with IPRoute() as ipr:
         (lo,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=lo, state="up")
-    from .firewall.iptables import apply_rulesets
-
-    apply_rulesets(rulesets)
+    apply_vault(ifname)
 
 
-def _inspect_inside() -> dict[str, Any]:
+def _inspect_inside(ifname: str) -> dict[str, Any]:
     """Everything `check` needs to see from inside the vault."""
     from pyroute2 import IPRoute
-
-    from .firewall.iptables import read_ruleset
 
     out: dict[str, Any] = {"links": [], "addresses": [], "routes": [], "sysctl": {}}
     with IPRoute() as ipr:
@@ -132,14 +122,8 @@ def _inspect_inside() -> dict[str, Any]:
                                   "dst_len": route["dst_len"],
                                   "dev": names.get(route.get_attr("RTA_OIF")),
                                   "gateway": route.get_attr("RTA_GATEWAY")})
-    for conf in IPV6_SYSCTLS:
-        try:
-            with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6") as f:
-                out["sysctl"][conf] = f.read().strip()
-        except FileNotFoundError:
-            out["sysctl"][conf] = "absent"
-    out["iptables"] = read_ruleset(4)
-    out["ip6tables"] = read_ruleset(6)
+    out["sysctl"] = ipv6.read_keys()
+    out["firewall"] = inspect_vault(ifname)
     return out
 
 
@@ -162,26 +146,6 @@ def _delete_links_inside(keep: tuple[str, ...] = ("lo",)) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # Host side.
-
-
-def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
-    """Resolve each peer's endpoint on the host, now (the vault itself has no DNS but the tunnel)."""
-    out: list[tuple[str, int] | None] = []
-    for peer in cfg.peers:
-        ep = peer.endpoint
-        if ep is None:
-            out.append(None)
-            continue
-        if ep.is_literal:
-            out.append((ep.host, ep.port))
-            continue
-        try:
-            infos = socket.getaddrinfo(ep.host, ep.port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
-        except socket.gaierror as exc:
-            raise SystemFailure(f"endpoint {ep} does not resolve: {exc.strerror}") from None
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
-        out.append((str(infos[0][4][0]), ep.port))
-    return out
 
 
 def _move_link(ifname: str, netns: str) -> None:
@@ -255,13 +219,12 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
     notices = list(cfg.notices)
     if not dns_servers:
         notices.append(dns.NO_DNS_WARNING)
-    v4, v6 = fw_rules.vault_rulesets(names.iface)
     with Rollback() as rb:
         provider.create(names, rb, dns_servers, list(cfg.dns_search))
         say(f"namespace {names.netns} created")
         _maybe_fail("namespace")
 
-        run_in_netns(names.netns, _prepare_inside, [v4.to_dict(), v6.to_dict()])
+        run_in_netns(names.netns, _prepare_inside, names.iface)
         say("IPv6 disabled, iptables and ip6tables walls up")
         _maybe_fail("inside")
 
@@ -555,7 +518,7 @@ def check(name: str) -> list[Invariant]:
                                  "`vault up`, or its state was lost"))
         record = {}
     handle = _tunnel_handle(names, record)
-    seen = run_in_netns(names.netns, _inspect_inside)
+    seen = run_in_netns(names.netns, _inspect_inside, handle.ifname)
     results += _check_inside(seen, handle.ifname, record)
     results.append(_check_tunnel_outside(names, handle))
     results.append(_check_dns(names, record))
@@ -590,13 +553,7 @@ def _check_inside(seen: dict, ifname: str, record: dict) -> list[Invariant]:
     v6_addrs = [a["cidr"] for a in seen["addresses"] if a["family"] == socket.AF_INET6]
     out.append(Invariant("ipv6-addresses", not v6_addrs,
                          "no IPv6 addresses" if not v6_addrs else ", ".join(v6_addrs)))
-    v4_want, v6_want = fw_rules.vault_rulesets(ifname)
-    for want_rs, key, label in ((v4_want, "iptables", "iptables"), (v6_want, "ip6tables",
-                                                                    "ip6tables")):
-        problems = fw_rules.diff_rulesets(want_rs, fw_rules.Ruleset.from_dict(seen[key]))
-        out.append(Invariant(label, not problems, "; ".join(problems) or
-                             "policies DROP; " + ("accepts only lo and " + ifname
-                                                  if want_rs.rules else "no rules")))
+    out += [Invariant(**item) for item in seen["firewall"]]
     return out
 
 

@@ -1,0 +1,58 @@
+"""The firewall backend interface, and the registry of backends.
+
+A backend turns Tables (rules.py, pure data) into live rules of the current network namespace
+and reads them back. Like sshuttle's firewall "methods", each is one small class; callers fork
+into the namespace (nsexec.run_in_netns, lockdown.target.in_target) and call it there.
+
+| method          | what it does                                                           |
+|-----------------|------------------------------------------------------------------------|
+| is_supported()  | None if it works here, else one line saying why not                    |
+| commit_steps(t) | the names of its commits for tables t, in order (the apply step names) |
+| apply(t, after) | commit t atomically (one commit per table, or one transaction);        |
+|                 | after(step) runs after each commit                                     |
+| inspect(t)      | CheckItems comparing the live rules with t exactly                     |
+| swap_chain(...) | replace one of our chains' rules in one commit (lockdown refresh)      |
+| save()/restore()| what it would change, saved as JSON data / put back exactly            |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from ..errors import UsageError
+from .rules import CheckItem, Rule, Table
+
+StepHook = Callable[[str], object]
+
+
+class FirewallBackend(Protocol):
+    name: str
+
+    def is_supported(self) -> str | None: ...
+
+    def commit_steps(self, tables: list[Table]) -> list[str]: ...
+
+    def apply(self, tables: list[Table], after: StepHook | None = None) -> list[str]: ...
+
+    def inspect(self, tables: list[Table]) -> list[CheckItem]: ...
+
+    def swap_chain(self, family: int, chain: str, rules: list[Rule]) -> list[str]: ...
+
+    def save(self) -> dict[str, Any]: ...
+
+    def restore(self, saved: dict[str, Any]) -> None: ...
+
+
+BACKENDS = ("iptables",)
+DEFAULT = "iptables"
+
+
+def get_backend(name: str | None) -> FirewallBackend:
+    """The backend called `name` (None: the default, for state written before backends)."""
+    name = name or DEFAULT
+    if name == "iptables":
+        from .iptables import IptablesBackend
+
+        return IptablesBackend()
+    raise UsageError(f"unknown firewall backend {name!r} (one of: {', '.join(BACKENDS)})")
