@@ -28,6 +28,7 @@ from ipaddress import (
 from typing import Any, NoReturn
 
 from .errors import ConfigError
+from .text import show_value
 
 WIREGUARD_DIR = "/etc/wireguard"
 MAX_CONFIG_BYTES = 1024 * 1024
@@ -156,9 +157,9 @@ def _uint(value: str, ctx: _Ctx, what: str, lo: int, hi: int, *, allow_hex: bool
         # Bound the length first: int() of a huge digit string is slow and may raise.
         number = int(value) if len(value) <= 20 else hi + 1
     else:
-        ctx.fail(f"{what} {value!r} is not a number")
+        ctx.fail(f"{what} {show_value(value)} is not a number")
     if not lo <= number <= hi:
-        ctx.fail(f"{what} {value!r} is out of range ({lo}..{hi})")
+        ctx.fail(f"{what} {show_value(value)} is out of range ({lo}..{hi})")
     return number
 
 
@@ -176,7 +177,7 @@ def _list_items(value: str, ctx: _Ctx, what: str, *, split_spaces: bool) -> list
     not for AllowedIPs (an entry with a space in it fails to parse there, and here)."""
     items = [item.strip(_SPACE) for item in value.split(",")]
     if "" in items:
-        ctx.fail(f"{what} {value!r} has an empty entry")
+        ctx.fail(f"{what} {show_value(value)} has an empty entry")
     if split_spaces:
         items = [word for item in items for word in _SPACE_RE.split(item)]
     return items
@@ -186,7 +187,7 @@ def _check_cidr_text(item: str, ctx: _Ctx, what: str) -> None:
     # ipaddress would also take "10.0.0.0/255.0.0.0" and "fe80::1%eth0"; wg takes neither.
     _, slash, prefix = item.partition("/")
     if "%" in item or (slash and not (_DIGITS_RE.fullmatch(prefix) and len(prefix) <= 3)):
-        ctx.fail(f"{what} {item!r} is not a valid IP address or CIDR")
+        ctx.fail(f"{what} {show_value(item)} is not a valid IP address or CIDR")
 
 
 def _addresses(value: str, ctx: _Ctx) -> tuple[IPInterface, ...]:
@@ -196,7 +197,7 @@ def _addresses(value: str, ctx: _Ctx) -> tuple[IPInterface, ...]:
         try:
             address = ipaddress.ip_interface(item)  # no prefix -> /32 or /128, like `ip addr`
         except ValueError:
-            ctx.fail(f"Address {item!r} is not a valid IP address or CIDR")
+            ctx.fail(f"Address {show_value(item)} is not a valid IP address or CIDR")
         if isinstance(address, IPv6Interface):
             ctx.notices.append(f"IPv6 address {address} skipped: a vault is IPv4-only")
         result.append(address)
@@ -213,7 +214,7 @@ def _allowed_ips(value: str, ctx: _Ctx) -> tuple[IPNetwork, ...]:
             # strict=False: wg accepts host bits and masks them off.
             result.append(ipaddress.ip_network(item, strict=False))
         except ValueError:
-            ctx.fail(f"AllowedIPs {item!r} is not a valid IP network")
+            ctx.fail(f"AllowedIPs {show_value(item)} is not a valid IP network")
     return tuple(result)
 
 
@@ -239,7 +240,7 @@ def _dns(value: str, ctx: _Ctx) -> tuple[IPAddress | str, ...]:
     for item in _list_items(value, ctx, "DNS", split_spaces=True):
         if not _DNS_LOOKS_LIKE_IP_RE.fullmatch(item):
             if not _is_hostname(item):
-                ctx.fail(f"DNS entry {item!r} is neither an IP address nor a search domain")
+                ctx.fail(f"DNS entry {show_value(item)} is neither an IP address nor a search domain")
             entries.append(item)
             continue
         try:
@@ -247,7 +248,7 @@ def _dns(value: str, ctx: _Ctx) -> tuple[IPAddress | str, ...]:
         except ValueError:
             server = None
         if server is None:
-            ctx.fail(f"DNS server {item!r} is not a valid IP address")
+            ctx.fail(f"DNS server {show_value(item)} is not a valid IP address")
         if isinstance(server, IPv6Address):
             ctx.notices.append(f"IPv6 DNS server {server} skipped: a vault is IPv4-only")
         entries.append(server)
@@ -258,26 +259,26 @@ def _endpoint(value: str, ctx: _Ctx) -> Endpoint:
     if value.startswith("["):
         host, bracket, rest = value[1:].partition("]")
         if not bracket or not rest.startswith(":"):
-            ctx.fail(f"Endpoint {value!r} is not [IPv6]:port")
+            ctx.fail(f"Endpoint {show_value(value)} is not [IPv6]:port")
         port_text = rest[1:]
         try:
             address = ipaddress.ip_address(host) if "%" not in host else None
         except ValueError:
             address = None
         if not isinstance(address, IPv6Address):
-            ctx.fail(f"Endpoint {value!r}: only an IPv6 address goes in brackets")
+            ctx.fail(f"Endpoint {show_value(value)}: only an IPv6 address goes in brackets")
         host = str(address)
     else:
         host, colon, port_text = value.rpartition(":")
         if not colon:
-            ctx.fail(f"Endpoint {value!r} has no port (host:port)")
+            ctx.fail(f"Endpoint {show_value(value)} has no port (host:port)")
         if ":" in host:
-            ctx.fail(f"Endpoint {value!r}: write an IPv6 address in brackets, [addr]:port")
+            ctx.fail(f"Endpoint {show_value(value)}: write an IPv6 address in brackets, [addr]:port")
         try:
             host = str(IPv4Address(host))
         except ValueError:
             if not _is_hostname(host):
-                ctx.fail(f"Endpoint {value!r} has an invalid host name")
+                ctx.fail(f"Endpoint {show_value(value)} has an invalid host name")
     return Endpoint(host, _uint(port_text, ctx, "Endpoint port", 1, 65535))
 
 
@@ -304,7 +305,7 @@ def _save_config(value: str, ctx: _Ctx) -> None:
     if value.lower() == "true":
         ctx.fail("SaveConfig = true is refused: a vault never writes to its config file")
     if value.lower() != "false":
-        ctx.fail(f"SaveConfig {value!r} is not true or false")
+        ctx.fail(f"SaveConfig {show_value(value)} is not true or false")
 
 
 def _refuse_hook(name: str) -> Callable[[str, _Ctx], NoReturn]:

@@ -69,11 +69,11 @@ def write_dns_files(etc_dir: str, servers: list[str], search: list[str],
     """
     parent = os.path.dirname(etc_dir)
     made_parent = not os.path.isdir(parent)
-    os.makedirs(parent, exist_ok=True)
-    if made_parent:
+    if made_parent:  # the marker first: an interrupt between the two leaves nothing unowned
         os.makedirs(os.path.dirname(marker), mode=0o700, exist_ok=True)
         with open(marker, "w"):
             pass
+    os.makedirs(parent, exist_ok=True)
     os.mkdir(etc_dir, 0o755)
     try:
         host_nsswitch = None
@@ -92,6 +92,8 @@ def remove_dns_files(etc_dir: str, marker: str = MADE_MARKER) -> None:
     if os.path.exists(marker):  # a vault made /etc/netns: remove it once nothing lives there
         try:
             os.rmdir(os.path.dirname(etc_dir))
+        except FileNotFoundError:
+            pass  # never made (an interrupted write), or already gone: the marker goes too
         except OSError:
             return
         with contextlib.suppress(FileNotFoundError):

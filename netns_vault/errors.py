@@ -3,6 +3,8 @@
 Exit codes (also in the README):
   0 ok, 1 check failed, 2 usage or config error, 3 system or runtime error, 4 conflict,
   5 not allowed (vault-launch: this user may not launch into that vault, or asked for more).
+  6 interrupted after a change that stays (the line says what state it left),
+  130 interrupted; everything done so far was rolled back.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ EXIT_USAGE = 2
 EXIT_SYSTEM = 3
 EXIT_CONFLICT = 4
 EXIT_NOT_ALLOWED = 5
+EXIT_INTERRUPTED_AFTER_CHANGE = 6
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 
 
 class VaultError(Exception):
@@ -66,3 +70,10 @@ class NotAllowed(VaultError):
     """vault-launch: the user is not allowed into that vault, or asked for more than a launch."""
 
     exit_code = EXIT_NOT_ALLOWED
+
+
+class InterruptedAfterChange(VaultError):
+    """Ctrl-C arrived once the change was complete (or past the point of no return): nothing
+    was rolled back, and the message says what state the vault is in."""
+
+    exit_code = EXIT_INTERRUPTED_AFTER_CHANGE

@@ -2,12 +2,20 @@
 
 A failure anywhere undoes everything done so far, newest first. An undo runs at most once, and
 an undo that fails is logged and does not stop the others (cleanup code must not crash).
+
+An interrupt (Ctrl-C) can land anywhere, also in the middle of a step's action, so a step whose
+action may be left half done registers its undo first (`guarded`): that undo must be safe on an
+action that is done, half done or not done at all. A second Ctrl-C while undoing is held back
+until every undo has run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -40,12 +48,29 @@ class Rollback:
         self.push(description, undo)
         return result
 
+    def guarded(self, description: str, do: Callable[[], object],
+                undo: Callable[[], object]):
+        """Register `undo` first, then run `do`: an interrupt or failure in the middle of `do`
+        still runs `undo`, which must therefore be safe on a half-done or not-done action."""
+        self.push(description, undo)
+        log.debug("step: %s", description)
+        return do()
+
+    @property
+    def committed(self) -> bool:
+        return self._committed
+
     def commit(self) -> None:
         """Keep what was done: the undos will not run."""
         self._committed = True
 
     def undo_all(self) -> list[str]:
         """Run every pending undo, newest first. Returns the errors, one line each."""
+        with held_interrupts():
+            self._undo_all()
+        return self.errors
+
+    def _undo_all(self) -> None:
         while self._undos:
             undo = self._undos.pop()
             if undo.done:
@@ -58,7 +83,6 @@ class Rollback:
                 msg = f"undoing {undo.description}: {exc}"
                 log.warning("%s", msg)
                 self.errors.append(msg)
-        return self.errors
 
     @property
     def pending(self) -> list[str]:
@@ -71,3 +95,26 @@ class Rollback:
         if exc_type is not None and not self._committed:
             self.undo_all()
         return False
+
+
+@contextlib.contextmanager
+def held_interrupts(signums: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[list[int]]:
+    """Hold Ctrl-C (SIGINT) back while the body runs: cleanup, or a change that must not stop
+    half way. Yields the list of signals that arrived meanwhile; the caller decides what they
+    mean afterwards. Outside the main thread (where handlers cannot be set) it holds nothing."""
+    arrived: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield arrived
+        return
+    old = {}
+    for signum in signums:
+        handler = signal.getsignal(signum)
+        if handler in (signal.SIG_IGN, None):
+            continue
+        old[signum] = handler
+        signal.signal(signum, lambda s, _f: arrived.append(s))
+    try:
+        yield arrived
+    finally:
+        for signum, handler in old.items():
+            signal.signal(signum, handler)

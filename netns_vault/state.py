@@ -108,8 +108,24 @@ def read_state(name: str) -> dict | None:
 
 
 def remove_state(name: str) -> None:
+    """The state file and any temp file a killed writer left (`NAME.json.tmpPID`)."""
     with contextlib.suppress(FileNotFoundError):
         os.unlink(_path(name, "json"))
+    for path in stale_temp_files(name):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def stale_temp_files(name: str) -> list[str]:
+    """Temp files of write_json_atomic for NAME's state; call with the vault's lock held (no
+    writer is running then, so any such file is left over from one that was killed)."""
+    prefix = f"{name}.json.tmp"
+    try:
+        entries = os.listdir(STATE_DIR)
+    except FileNotFoundError:
+        return []
+    return [os.path.join(STATE_DIR, e) for e in sorted(entries)
+            if e.startswith(prefix) and e[len(prefix):].isdigit()]
 
 
 def state_names() -> list[str]:

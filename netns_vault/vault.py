@@ -20,11 +20,11 @@ from typing import Any, Protocol
 from . import dns, ipv6, namespace, state
 from .config import WgConfig
 from .endpoints import resolve_peers as resolve_endpoints
-from .errors import ConflictError, NotFoundError, SystemFailure
+from .errors import ConflictError, InterruptedAfterChange, NotFoundError, SystemFailure
 from .firewall.walls import apply_vault, inspect_vault
 from .names import VaultNames
 from .nsexec import run_in_netns
-from .rollback import Rollback
+from .rollback import Rollback, held_interrupts
 from .tunnel import TunnelDriver, TunnelHandle, get_driver, select_driver
 from .tunnel.links import configure_tunnel_link, link_exists
 
@@ -33,13 +33,6 @@ log = logging.getLogger(__name__)
 IPV6_SYSCTLS = ipv6.KEYS
 DEFAULT_MTU = 1420
 STATE_VERSION = 1
-
-# Fault injection for the rollback tests: NETNS_VAULT_FAIL_AFTER=<step name> makes `up` fail
-# right after that step, as if the next step had failed.
-FAIL_AFTER_ENV = "NETNS_VAULT_FAIL_AFTER"
-SLOW_STEP_ENV = "NETNS_VAULT_SLOW_STEP"
-
-UP_STEPS = ("namespace", "inside", "tunnel", "move", "wireguard", "addresses", "dns", "state")
 
 
 class NamespaceProvider(Protocol):
@@ -58,8 +51,10 @@ class PlainNamespace:
 
     def create(self, names: VaultNames, rb: Rollback, dns_servers: list[str],
                dns_search: list[str]) -> None:
-        rb.step(f"ip netns add {names.netns}", lambda: namespace.create_netns(names.netns),
-                lambda: namespace.remove_netns(names.netns))
+        # Undo first: an interrupt may land after the bind but before create_netns returns.
+        # (`up` checked under the lock that no such namespace existed.)
+        rb.guarded(f"ip netns add {names.netns}", lambda: namespace.create_netns(names.netns),
+                   lambda: namespace.remove_netns(names.netns))
 
     def destroy(self, names: VaultNames, force: bool) -> None:
         namespace.remove_netns(names.netns)
@@ -174,37 +169,151 @@ def _config_record(cfg: WgConfig, endpoints: list[tuple[str, int] | None]) -> di
     }
 
 
-def _maybe_fail(step: str) -> None:
-    if os.environ.get(FAIL_AFTER_ENV) == step:
-        raise SystemFailure(f"injected failure after step {step!r}")
-    if os.environ.get(SLOW_STEP_ENV) == step:
-        time.sleep(30)  # a window for the tests to interrupt `up` mid-way
+def _remove_tunnel(names: VaultNames, driver_name: str, handle: TunnelHandle | None) -> None:
+    """The undo of creating the tunnel: safe on a tunnel made, half made, or never made."""
+    handle = handle or TunnelHandle(driver_name, names.iface)
+    netns = names.netns if namespace.netns_exists(names.netns) else None
+    try:
+        get_driver(handle.driver).destroy(handle, netns)
+    finally:
+        _sweep_tunnel(names)
+
+
+def _sweep_tunnel(names: VaultNames) -> bool:
+    """Remove whatever serves the vault's interface name outside any state: every wireguard-go
+    serving it, its UAPI socket when nothing listens, and a link of that name on the host.
+    Returns whether it found anything."""
+    from .tunnel.links import delete_link
+    from .tunnel.uapi import UapiClient, socket_path_for
+    from .tunnel.userspace import UserspaceDriver, find_servers
+
+    pids = find_servers(names.iface)
+    sock = socket_path_for(names.iface)
+    found = bool(pids) or os.path.lexists(sock)
+    if found:
+        UserspaceDriver().destroy(TunnelHandle("userspace", names.iface, None, sock), None)
+    if link_exists(names.iface):
+        found = True
+        delete_link(names.iface)
+    if os.path.lexists(sock) and not UapiClient(sock).accepts():
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sock)
+    return found
+
+
+StepHook = Callable[[str], object]
+
+
+class _UpRun:
+    """What the steps of one `up` share. Each step registers its undo on `rb` BEFORE it acts
+    (or the undo is safe on a half-done action): an interrupt anywhere leaves nothing behind."""
+
+    def __init__(self, names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
+                 provider: NamespaceProvider, rb: Rollback,
+                 endpoints: list[tuple[str, int] | None]):
+        self.names, self.cfg, self.driver, self.provider, self.rb = names, cfg, driver, provider, rb
+        self.endpoints = endpoints
+        self.addresses = [str(a) for a in cfg.ipv4_addresses]
+        self.dns_servers = [str(a) for a in cfg.ipv4_dns]
+        self.handle: TunnelHandle | None = None
+
+    def namespace(self) -> None:
+        self.provider.create(self.names, self.rb, self.dns_servers, list(self.cfg.dns_search))
+
+    def inside(self) -> None:
+        run_in_netns(self.names.netns, _prepare_inside, self.names.iface)
+
+    def tunnel(self) -> None:
+        names = self.names
+        self.rb.push("remove wireguard log", lambda: state.remove_log(names.name))
+        self.rb.push(f"stop tunnel {names.iface}",
+                     lambda: _remove_tunnel(names, self.driver.name, self.handle))
+        self.handle = self.driver.create(names.iface, state.log_path(names.name))
+
+    def move(self) -> None:
+        _move_link(self.names.iface, self.names.netns)
+
+    def wireguard(self) -> None:
+        assert self.handle is not None
+        self.driver.configure(self.handle, self.cfg, self.endpoints, self.names.netns)
+
+    def addresses_(self) -> None:
+        run_in_netns(self.names.netns, configure_tunnel_link, self.names.iface, self.addresses,
+                     self.cfg.mtu or DEFAULT_MTU)
+
+    def dns(self) -> None:
+        etc_dir = self.names.etc_dir
+        self.rb.guarded(f"write {etc_dir}",
+                        lambda: dns.write_dns_files(etc_dir, self.dns_servers,
+                                                    list(self.cfg.dns_search)),
+                        lambda: dns.remove_dns_files(etc_dir))
+
+    def state(self) -> None:
+        assert self.handle is not None
+        record = {
+            "version": STATE_VERSION,
+            "name": self.names.name,
+            "netns": self.names.netns,
+            "provider": self.provider.kind,
+            "tunnel": self.handle.to_dict(),
+            **_config_record(self.cfg, self.endpoints),
+            "created_at": time.time(),
+        }
+        self.rb.guarded("write state", lambda: state.write_state(self.names.name, record),
+                        lambda: state.remove_state(self.names.name))
+
+
+# The steps of `up`, in order. A test hook (`up(on_step=...)`) is called after each, by name.
+UP_PLAN: tuple[tuple[str, Callable[[_UpRun], None]], ...] = (
+    ("namespace", _UpRun.namespace),
+    ("inside", _UpRun.inside),
+    ("tunnel", _UpRun.tunnel),
+    ("move", _UpRun.move),
+    ("wireguard", _UpRun.wireguard),
+    ("addresses", _UpRun.addresses_),
+    ("dns", _UpRun.dns),
+    ("state", _UpRun.state),
+)
+UP_STEPS = tuple(step for step, _ in UP_PLAN)
 
 
 def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str = "netns",
-       progress: Callable[[str], None] | None = None) -> UpResult:
-    """Create vault NAME from a parsed config. Returns once the vault is ready (not handshaken)."""
+       on_step: StepHook | None = None) -> UpResult:
+    """Create vault NAME from a parsed config. Returns once the vault is ready (not handshaken).
+
+    Any failure, or Ctrl-C, before the vault is complete undoes every step done so far and
+    raises (KeyboardInterrupt stays KeyboardInterrupt). Ctrl-C after it is complete raises
+    InterruptedAfterChange: the vault is up. `on_step(name)` runs after each step of UP_STEPS
+    (tests aim failures and signals at a step with it).
+    """
     names = VaultNames.of(name)
-    say = progress or (lambda msg: None)
     driver = select_driver(driver_choice)
     provider = provider_for(provider_kind)
+    rb = Rollback()
     try:
         with state.vault_lock(names.name) as lock:
             try:
-                return _up_locked(names, cfg, driver, provider, say)
+                return _up_locked(names, cfg, driver, provider, rb, on_step)
             except BaseException:
                 # Nothing of this vault exists now (a conflict leaves the other vault's
                 # state): leave no lock file behind either.
-                if state.read_state(names.name) is None:
+                if not rb.committed and state.read_state(names.name) is None:
                     lock.remove_lock = True
                 raise
+    except KeyboardInterrupt:
+        state.cleanup_dir()
+        if rb.committed:
+            raise InterruptedAfterChange(
+                f"interrupted after vault {names.name} was up; it is up") from None
+        raise
     except BaseException:
         state.cleanup_dir()  # and /run/netns-vault itself, when nothing else is in it
         raise
 
 
 def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
-               provider: NamespaceProvider, say: Callable[[str], None]) -> UpResult:
+               provider: NamespaceProvider, rb: Rollback,
+               on_step: StepHook | None) -> UpResult:
     if namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path):
         raise ConflictError(f"vault {names.name} already exists (namespace {names.netns})")
     if state.read_state(names.name) is not None:
@@ -213,61 +322,19 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
         raise ConflictError(f"{names.etc_dir} already exists; remove it or pick another name")
     if link_exists(names.iface):
         raise ConflictError(f"an interface named {names.iface} already exists on the host")
-    endpoints = resolve_endpoints(cfg)
-    addresses = [str(a) for a in cfg.ipv4_addresses]
-    dns_servers = [str(a) for a in cfg.ipv4_dns]
+    run = _UpRun(names, cfg, driver, provider, rb, resolve_endpoints(cfg))
     notices = list(cfg.notices)
-    if not dns_servers:
+    if not run.dns_servers:
         notices.append(dns.NO_DNS_WARNING)
-    with Rollback() as rb:
-        provider.create(names, rb, dns_servers, list(cfg.dns_search))
-        say(f"namespace {names.netns} created")
-        _maybe_fail("namespace")
-
-        run_in_netns(names.netns, _prepare_inside, names.iface)
-        say("IPv6 disabled, iptables and ip6tables walls up")
-        _maybe_fail("inside")
-
-        handle = driver.create(names.iface, state.log_path(names.name))
-        rb.push(f"stop tunnel {names.iface}",
-                lambda: driver.destroy(handle, names.netns))
-        rb.push("remove wireguard log", lambda: state.remove_log(names.name))
-        say(f"tunnel {names.iface} created on the host ({driver.name} driver)")
-        _maybe_fail("tunnel")
-
-        _move_link(names.iface, names.netns)
-        say(f"tunnel moved into {names.netns}")
-        _maybe_fail("move")
-
-        driver.configure(handle, cfg, endpoints, names.netns)
-        say("WireGuard configured")
-        _maybe_fail("wireguard")
-
-        run_in_netns(names.netns, configure_tunnel_link, names.iface, addresses,
-                     cfg.mtu or DEFAULT_MTU)
-        say("addresses and default route set")
-        _maybe_fail("addresses")
-
-        rb.step(f"write {names.etc_dir}",
-                lambda: dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search)),
-                lambda: dns.remove_dns_files(names.etc_dir))
-        _maybe_fail("dns")
-
-        record = {
-            "version": STATE_VERSION,
-            "name": names.name,
-            "netns": names.netns,
-            "provider": provider.kind,
-            "tunnel": handle.to_dict(),
-            **_config_record(cfg, endpoints),
-            "created_at": time.time(),
-        }
-        rb.step("write state", lambda: state.write_state(names.name, record),
-                lambda: state.remove_state(names.name))
-        _maybe_fail("state")
+    with rb:
+        for step, action in UP_PLAN:
+            log.debug("up %s: %s", names.name, step)
+            action(run)
+            if on_step is not None:
+                on_step(step)
         rb.commit()
-    return UpResult(names.name, names.netns, driver.name, names.iface, addresses,
-                    [f"{e[0]}:{e[1]}" for e in endpoints if e], dns_servers, notices)
+    return UpResult(names.name, names.netns, driver.name, names.iface, run.addresses,
+                    [f"{e[0]}:{e[1]}" for e in run.endpoints if e], run.dns_servers, notices)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,60 +397,123 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def down(name: str, kill: bool = False, force: bool = False) -> DownResult:
-    """Take vault NAME down. Idempotent; works from another process's state or from none.
+class _DownRun:
+    """What the steps of one `down` share. Every step is safe to run again: a `down` killed
+    half way is finished by the next one."""
 
-    The tunnel goes first, so a process still inside is left with only `lo`: it loses its network,
-    it never gets another one.
-    """
-    names = VaultNames.of(name)
-    with state.vault_lock(names.name, remove_after=True):
-        record = state.read_state(names.name)
-        exists = namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path)
-        if record is None and not exists and not os.path.exists(names.etc_dir):
-            state.remove_log(names.name)
-            return DownResult(names.name, False, [], False)
-        provider = provider_for((record or {}).get("provider", "netns"))
-        holder_pids = set(getattr(provider, "own_pids", lambda n: [])(names))
-        problems: list[str] = []
-        inside: list[tuple[int, str]] = []
-        if exists:
-            if provider.kind == "docker" and not force:
-                # Refuses (ConflictError) while containers are attached; before anything changes.
-                getattr(provider, "check_detachable", lambda n: None)(names)
-            pids = [p for p in namespace.pids_in_netns(names.netns) if p not in holder_pids]
-            inside = [(p, namespace.process_name(p)) for p in pids]
-            if kill and pids:
-                _terminate(pids)
-        handle = _tunnel_handle(names, record)
-        if exists:
+    def __init__(self, names: VaultNames, kill: bool, force: bool):
+        self.names, self.kill, self.force = names, kill, force
+        self.record = state.read_state(names.name)
+        self.exists = namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path)
+        self.provider = provider_for((self.record or {}).get("provider", "netns"))
+        self.problems: list[str] = []
+        self.inside: list[tuple[int, str]] = []
+
+    def anything_left(self) -> bool:
+        names = self.names
+        return (self.record is not None or self.exists or os.path.exists(names.etc_dir)
+                or bool(state.stale_temp_files(names.name)) or _sweep_tunnel(names))
+
+    def processes(self) -> None:
+        if not self.exists:
+            return
+        holder_pids = set(getattr(self.provider, "own_pids", lambda n: [])(self.names))
+        if self.provider.kind == "docker" and not self.force:
+            # Refuses (ConflictError) while containers are attached; before anything changes.
+            getattr(self.provider, "check_detachable", lambda n: None)(self.names)
+        pids = [p for p in namespace.pids_in_netns(self.names.netns) if p not in holder_pids]
+        self.inside = [(p, namespace.process_name(p)) for p in pids]
+        if self.kill and pids:
+            _terminate(pids)
+
+    def tunnel(self) -> None:
+        names = self.names
+        handle = _tunnel_handle(names, self.record)
+        if self.exists:
             # Imported once here, the forked helpers below inherit it instead of each paying
             # ~100 ms to import it again.
             import pyroute2  # noqa: F401
         try:
-            get_driver(handle.driver).destroy(handle, names.netns if exists else None)
+            get_driver(handle.driver).destroy(handle, names.netns if self.exists else None)
         except Exception as exc:
-            problems.append(f"stopping tunnel: {exc}")
-        if exists:
+            self.problems.append(f"stopping tunnel: {exc}")
+        try:
+            _sweep_tunnel(names)
+        except Exception as exc:
+            self.problems.append(f"stopping leftover tunnels: {exc}")
+        if self.exists:
             try:
                 run_in_netns(names.netns, _delete_links_inside)
             except Exception as exc:
-                problems.append(f"clearing interfaces: {exc}")
-        if exists or provider.kind == "docker":  # a holder outlives /run/netns (reboot)
+                self.problems.append(f"clearing interfaces: {exc}")
+
+    def namespace(self) -> None:
+        if self.exists or self.provider.kind == "docker":  # a holder outlives /run/netns
             try:
-                provider.destroy(names, force)
+                self.provider.destroy(self.names, self.force)
             except ConflictError:
                 raise
             except Exception as exc:
-                problems.append(f"removing namespace: {exc}")
+                self.problems.append(f"removing namespace: {exc}")
+
+    def files(self) -> None:
+        dns.remove_dns_files(self.names.etc_dir)
+        state.remove_state(self.names.name)
+        state.remove_log(self.names.name)
+
+
+DOWN_PLAN: tuple[tuple[str, Callable[[_DownRun], None]], ...] = (
+    ("processes", _DownRun.processes),
+    ("tunnel", _DownRun.tunnel),
+    ("namespace", _DownRun.namespace),
+    ("files", _DownRun.files),
+)
+DOWN_STEPS = tuple(step for step, _ in DOWN_PLAN)
+
+
+def down(name: str, kill: bool = False, force: bool = False,
+         on_step: StepHook | None = None) -> DownResult:
+    """Take vault NAME down. Idempotent; works from another process's state or from none, and
+    finds what a killed `up` or `reload` left (a wireguard-go serving vw-NAME, its socket, a
+    temp state file).
+
+    The tunnel goes first, so a process still inside is left with only `lo`: it loses its network,
+    it never gets another one. Ctrl-C does not stop a `down` half way: it finishes, then raises
+    InterruptedAfterChange. `on_step(name)` runs after each step of DOWN_STEPS.
+    """
+    names = VaultNames.of(name)
+    with held_interrupts() as interrupts:
+        result = _down(names, kill, force, on_step)
+    if interrupts:
+        raise InterruptedAfterChange(f"interrupted after vault {names.name} was down; it is down")
+    return result
+
+
+def _down(names: VaultNames, kill: bool, force: bool, on_step: StepHook | None) -> DownResult:
+    try:
+        return _down_locked(names, kill, force, on_step)
+    finally:
+        state.cleanup_dir()
+
+
+def _down_locked(names: VaultNames, kill: bool, force: bool,
+                 on_step: StepHook | None) -> DownResult:
+    with state.vault_lock(names.name, remove_after=True):
+        run = _DownRun(names, kill, force)
+        if not run.anything_left():
+            state.remove_log(names.name)
+            return DownResult(names.name, False, [], False)
+        for step, action in DOWN_PLAN:
+            log.debug("down %s: %s", names.name, step)
+            action(run)
+            if on_step is not None:
+                on_step(step)
+        inside = run.inside
         if not kill:  # only what still runs: `--force` stopped the attached containers
             inside = [(pid, cmd) for pid, cmd in inside if _alive(pid)]
-        dns.remove_dns_files(names.etc_dir)
-        state.remove_state(names.name)
-        state.remove_log(names.name)
-    state.cleanup_dir()
-    if problems:
-        raise SystemFailure(f"vault {name} is down, with problems: " + "; ".join(problems))
+    if run.problems:
+        raise SystemFailure(f"vault {names.name} is down, with problems: "
+                            + "; ".join(run.problems))
     return DownResult(names.name, True, inside, kill)
 
 
@@ -607,45 +737,105 @@ def _check_endpoints(names: VaultNames, handle: TunnelHandle, record: dict) -> I
 # reload: re-create only the tunnel
 
 
+class _ReloadRun(_UpRun):
+    """`reload` shares up's tunnel steps; it first removes the old tunnel, and records state."""
+
+    def __init__(self, names: VaultNames, cfg: WgConfig, driver: TunnelDriver, rb: Rollback,
+                 endpoints: list[tuple[str, int] | None], record: dict):
+        super().__init__(names, cfg, driver, PlainNamespace(), rb, endpoints)
+        self.record = record
+        self.touched = False
+
+    def old_tunnel(self) -> None:
+        self.touched = True
+        old = TunnelHandle.from_dict(self.record["tunnel"])
+        get_driver(old.driver).destroy(old, self.names.netns)
+        _sweep_tunnel(self.names)  # and any wireguard-go a killed `reload` left serving it
+        run_in_netns(self.names.netns, _delete_links_inside)
+
+    def tunnel(self) -> None:
+        # The firewall names the tunnel interface, which keeps its name: no rule changes.
+        self.rb.push(f"stop tunnel {self.names.iface}",
+                     lambda: _remove_tunnel(self.names, self.driver.name, self.handle))
+        self.handle = self.driver.create(self.names.iface, state.log_path(self.names.name))
+        self.record["tunnel"] = self.handle.to_dict()  # at once, so `down` finds it on failure
+        state.write_state(self.names.name, self.record)
+
+    def dns(self) -> None:
+        etc_dir = self.names.etc_dir
+        if (self.dns_servers != self.record.get("dns")
+                or dns.read_nameservers(etc_dir) != self.dns_servers[:3]):
+            dns.remove_dns_files(etc_dir)
+            dns.write_dns_files(etc_dir, self.dns_servers, list(self.cfg.dns_search))
+
+    def state(self) -> None:
+        self.record.update(_config_record(self.cfg, self.endpoints), reloaded_at=time.time())
+        state.write_state(self.names.name, self.record)
+
+
+RELOAD_PLAN: tuple[tuple[str, Callable[[_ReloadRun], None]], ...] = (
+    ("old-tunnel", _ReloadRun.old_tunnel),
+    ("tunnel", _ReloadRun.tunnel),
+    ("move", _ReloadRun.move),
+    ("wireguard", _ReloadRun.wireguard),
+    ("addresses", _ReloadRun.addresses_),
+    ("dns", _ReloadRun.dns),
+    ("state", _ReloadRun.state),
+)
+RELOAD_STEPS = tuple(step for step, _ in RELOAD_PLAN)
+
+
+def _is_up(names: VaultNames) -> dict | None:
+    record = state.read_state(names.name)
+    return record if record is not None and namespace.netns_exists(names.netns) else None
+
+
 def reload_tunnel(name: str, cfg: WgConfig | None = None, driver_choice: str | None = None,
-                  progress: Callable[[str], None] | None = None) -> UpResult:
+                  on_step: StepHook | None = None) -> UpResult:
     """Tear down and re-create only the tunnel of vault NAME, in the namespace it already has.
 
     The namespace (and so every process and container in it) is never touched: programs see the
     tunnel interface vanish and come back. In between they have only `lo`: nothing leaks.
-    With no `cfg`, the config file recorded at `up` is read again.
+    With no `cfg`, the config file recorded at `up` is read again. A failure (or Ctrl-C) once
+    the old tunnel is gone removes the half-made new one: the vault is left without a tunnel
+    (it fails closed) until the next `reload`. `on_step(name)` runs after each of RELOAD_STEPS.
     """
     from .config import load_config
 
     names = VaultNames.of(name)
-    say = progress or (lambda msg: None)
-    with state.vault_lock(names.name):
-        record = state.read_state(names.name)
-        if record is None or not namespace.netns_exists(names.netns):
-            raise NotFoundError(f"no vault named {name!r} is up")
-        cfg = cfg or load_config(record["config_path"])
-        old = TunnelHandle.from_dict(record["tunnel"])
-        driver = select_driver(driver_choice) if driver_choice else get_driver(old.driver)
-        endpoints = resolve_endpoints(cfg)
-        addresses = [str(a) for a in cfg.ipv4_addresses]
-        dns_servers = [str(a) for a in cfg.ipv4_dns]
-
-        get_driver(old.driver).destroy(old, names.netns)
-        run_in_netns(names.netns, _delete_links_inside)
-        say("old tunnel removed (the vault has only lo now)")
-        # The firewall names the tunnel interface, which keeps its name: no rule changes.
-        handle = driver.create(names.iface, state.log_path(names.name))
-        record["tunnel"] = handle.to_dict()  # recorded at once, so `down` finds it on failure
-        state.write_state(names.name, record)
-        _move_link(names.iface, names.netns)
-        driver.configure(handle, cfg, endpoints, names.netns)
-        run_in_netns(names.netns, configure_tunnel_link, names.iface, addresses,
-                     cfg.mtu or DEFAULT_MTU)
-        say(f"tunnel {names.iface} re-created ({driver.name} driver)")
-        if dns_servers != record.get("dns"):
-            dns.remove_dns_files(names.etc_dir)
-            dns.write_dns_files(names.etc_dir, dns_servers, list(cfg.dns_search))
-        record.update(_config_record(cfg, endpoints), reloaded_at=time.time())
-        state.write_state(names.name, record)
-    return UpResult(names.name, names.netns, driver.name, names.iface, addresses,
-                    [f"{e[0]}:{e[1]}" for e in endpoints if e], dns_servers, list(cfg.notices))
+    if _is_up(names) is None:  # before locking: a vault that is not up gets no lock file
+        raise NotFoundError(f"no vault named {name!r} is up")
+    rb = Rollback()
+    run: _ReloadRun | None = None
+    try:
+        with state.vault_lock(names.name) as lock:
+            record = _is_up(names)
+            if record is None:
+                lock.remove_lock = True
+                raise NotFoundError(f"no vault named {name!r} is up")
+            cfg = cfg or load_config(record["config_path"])
+            old = TunnelHandle.from_dict(record["tunnel"])
+            driver = select_driver(driver_choice) if driver_choice else get_driver(old.driver)
+            run = _ReloadRun(names, cfg, driver, rb, resolve_endpoints(cfg), record)
+            with rb:
+                for step, action in RELOAD_PLAN:
+                    log.debug("reload %s: %s", names.name, step)
+                    action(run)
+                    if on_step is not None:
+                        on_step(step)
+                rb.commit()
+    except KeyboardInterrupt:
+        if rb.committed:
+            raise InterruptedAfterChange(
+                f"interrupted after the tunnel of vault {names.name} was re-created; "
+                "it is up") from None
+        if run is not None and run.touched:
+            raise InterruptedAfterChange(
+                f"interrupted; vault {names.name} is up without a tunnel (traffic inside fails "
+                f"closed): run `vault reload {names.name}`") from None
+        raise
+    finally:
+        state.cleanup_dir()
+    return UpResult(names.name, names.netns, driver.name, names.iface, run.addresses,
+                    [f"{e[0]}:{e[1]}" for e in run.endpoints if e], run.dns_servers,
+                    list(cfg.notices))

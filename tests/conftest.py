@@ -66,7 +66,6 @@ class VaultCli:
     def __call__(self, *args: str, env: dict | None = None, timeout: float = 60,
                  input: str | None = None) -> subprocess.CompletedProcess:
         full_env = dict(os.environ)
-        full_env.pop("NETNS_VAULT_FAIL_AFTER", None)
         if env:
             full_env.update(env)
         return subprocess.run(

@@ -13,10 +13,12 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from .. import vault
 from ..config import load_config
-from ..errors import CheckFailed, UsageError
+from ..errors import CheckFailed, InterruptedAfterChange, UsageError
+from ..text import one_line
 
 app = typer.Typer(
     name="vault",
@@ -26,8 +28,24 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
+
+
+def _console(stderr: bool = False) -> Console:
+    """Never wraps a line (soft_wrap), and when the stream is not a terminal (a pipe, a file, a
+    script reading it) is wide enough that nothing machine-read is folded or cut either."""
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() else 100_000
+    return Console(stderr=stderr, soft_wrap=True, highlight=False, width=width)
+
+
+out = _console()
+err = _console(stderr=True)
+
+
+def esc(value: object) -> str:
+    """Outside text (a path, a process name, a config value) as rich may render it: markup
+    escaped, control characters made visible, one line."""
+    return escape(one_line(str(value)))
 
 
 @app.callback()
@@ -41,7 +59,7 @@ def main(
 
 
 def _notice(msg: str) -> None:
-    err.print(f"[yellow]notice:[/] {msg}", highlight=False)
+    err.print(f"[yellow]notice:[/] {esc(msg)}")
 
 
 @app.command()
@@ -67,19 +85,23 @@ def up(
     cfg = load_config(config)
     result = vault.up(name, cfg, driver_choice=driver,
                       provider_kind="docker" if docker else "netns")
-    for notice in result.notices:
-        _notice(notice)
-    out.print(f"[green]✔[/] vault [bold]{result.name}[/] is up "
-              f"(namespace {result.netns}, {result.driver} driver, "
-              f"{', '.join(result.addresses)} via {', '.join(result.endpoints) or 'no endpoint'})",
-              highlight=False)
-    if wait:
-        with err.status(f"waiting for the first handshake (up to {timeout:g} s)…"):
-            when = vault.wait_for_handshake(result.name, timeout)
-        if when is None:
-            raise CheckFailed(f"no handshake within {timeout:g} s; the vault is up but the "
-                              "tunnel is not (traffic inside fails closed)")
-        out.print("[green]✔[/] handshake done")
+    try:
+        for notice in result.notices:
+            _notice(notice)
+        out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is up "
+                  f"(namespace {esc(result.netns)}, {esc(result.driver)} driver, "
+                  f"{esc(', '.join(result.addresses))} via "
+                  f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
+        if wait:
+            with err.status(f"waiting for the first handshake (up to {timeout:g} s)…"):
+                when = vault.wait_for_handshake(result.name, timeout)
+            if when is None:
+                raise CheckFailed(f"no handshake within {timeout:g} s; the vault is up but the "
+                                  "tunnel is not (traffic inside fails closed)")
+            out.print("[green]✔[/] handshake done")
+    except KeyboardInterrupt:
+        raise InterruptedAfterChange(
+            f"interrupted after vault {result.name} was up; it is up") from None
 
 
 @app.command()
@@ -92,13 +114,13 @@ def down(
     """Take vault NAME down. Processes left inside lose their network; they never leak."""
     result = vault.down(name, kill=kill, force=force)
     if not result.existed:
-        out.print(f"vault {result.name} is not up; nothing to do", highlight=False)
+        out.print(f"vault {esc(result.name)} is not up; nothing to do")
         return
-    out.print(f"[green]✔[/] vault [bold]{result.name}[/] is down", highlight=False)
+    out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is down")
     if result.processes:
         verb = "ended" if result.killed else "still running, now without any network"
         for pid, cmd in result.processes:
-            out.print(f"  pid {pid} {verb}: {cmd}", highlight=False)
+            out.print(f"  pid {pid} {verb}: {esc(cmd)}")
         if not result.killed:
             out.print("  (use --kill to end them)")
 
@@ -117,9 +139,9 @@ def reload(
     result = vault.reload_tunnel(name, cfg)
     for notice in result.notices:
         _notice(notice)
-    out.print(f"[green]✔[/] tunnel of vault [bold]{result.name}[/] re-created "
-              f"({result.driver} driver, via {', '.join(result.endpoints) or 'no endpoint'})",
-              highlight=False)
+    out.print(f"[green]✔[/] tunnel of vault [bold]{esc(result.name)}[/] re-created "
+              f"({esc(result.driver)} driver, via "
+              f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -165,12 +187,12 @@ def list_cmd(
     table = Table("name", "driver", "address", "endpoint", "handshake", "rx / tx", "processes")
     for row in rows:
         if "error" in row:
-            table.add_row(row["name"], "?", "?", "?", "?", "?", row["error"])
+            table.add_row(esc(row["name"]), "?", "?", "?", "?", "?", esc(row["error"]))
             continue
         peers = row.get("peers", [])
         table.add_row(
-            row["name"], row["driver"], ", ".join(row["addresses"]),
-            ", ".join(p.get("resolved") or p.get("endpoint") or "-" for p in peers),
+            esc(row["name"]), esc(row["driver"]), esc(", ".join(row["addresses"])),
+            esc(", ".join(p.get("resolved") or p.get("endpoint") or "-" for p in peers)),
             ", ".join(_ago(p["last_handshake"]) for p in peers),
             ", ".join(f"{_bytes(p['rx_bytes'])} / {_bytes(p['tx_bytes'])}" for p in peers),
             str(len(row["processes"])),
@@ -188,16 +210,18 @@ def status(
     if as_json:
         print(json.dumps(info, indent=2))
         return
-    out.print(f"[bold]{info['name']}[/] ({info['netns']}, {info['driver']} driver)")
-    out.print(f"  address   {', '.join(info['addresses'])}")
-    out.print(f"  dns       {', '.join(info['dns']) or 'none (fails closed)'}")
+    out.print(f"[bold]{esc(info['name'])}[/] ({esc(info['netns'])}, {esc(info['driver'])} "
+              "driver)")
+    out.print(f"  address   {esc(', '.join(info['addresses']))}")
+    out.print(f"  dns       {esc(', '.join(info['dns']) or 'none (fails closed)')}")
     for p in info["peers"]:
-        out.print(f"  peer      {p['public_key']} at {p.get('resolved') or p.get('endpoint')}")
+        out.print(f"  peer      {esc(p['public_key'])} at "
+                  f"{esc(p.get('resolved') or p.get('endpoint'))}")
         out.print(f"  handshake {_ago(p['last_handshake'])}, rx {_bytes(p['rx_bytes'])}, "
                   f"tx {_bytes(p['tx_bytes'])}")
     out.print(f"  processes {len(info['processes'])}")
     for proc in info["processes"]:
-        out.print(f"    {proc['pid']} {proc['command']}", highlight=False)
+        out.print(f"    {proc['pid']} {esc(proc['command'])}")
 
 
 @app.command()
@@ -214,11 +238,10 @@ def check(
     else:
         for r in results:
             mark = "[green]✔[/]" if r.ok else "[red]✘[/]"
-            out.print(f"{mark} {r.name:15} {r.detail}", highlight=False)
+            out.print(f"{mark} {esc(r.name):15} {esc(r.detail)}")
     if failed:
         if not as_json:
-            err.print(f"vault: check failed: {', '.join(r.name for r in failed)}",
-                      highlight=False)
+            err.print(f"vault: check failed: {esc(', '.join(r.name for r in failed))}")
         return CheckFailed.exit_code
     return 0
 

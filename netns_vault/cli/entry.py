@@ -7,43 +7,76 @@ one place: `report()`.
 
 from __future__ import annotations
 
-import contextlib
 import os
+import signal
 import sys
 
+# Ctrl-C is one line at every moment of the console script's life, never a traceback: before
+# `main` is under way (imports) it ends the process quietly, since nothing was done yet; while
+# `main` runs it is a KeyboardInterrupt, which the core rolls back and `report` turns into a line;
+# once an answer is being reported, it is ignored. Installed first thing, before heavy imports.
+_phase = "starting"
+
+
+def _on_sigint(signum, frame) -> None:
+    if _phase == "running":
+        raise KeyboardInterrupt
+    if _phase == "starting":
+        os.write(2, b"vault: interrupted; rolled back (nothing was done yet)\n")
+        os._exit(130)
+    # "done": the command has finished; let its answer out
+
+
+def install_sigint_handler() -> None:
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # e.g. a background job: keep it
+        signal.signal(signal.SIGINT, _on_sigint)
+
+
+if os.path.basename(sys.argv[0] if sys.argv else "") == "vault":  # the console script
+    install_sigint_handler()
+
+import contextlib  # noqa: E402
+
+EXIT_INTERRUPTED = 130  # as errors.EXIT_INTERRUPTED (not imported here: startup stays light)
 USAGE_RUN = ("usage: vault run [-n NAME] [--user USER] [--dbus filtered|none|host] "
              "[--system-bus] [--hide PATH]... [--privileged] -- CMD [ARGS...]")
 
 
 def report(exc: BaseException) -> int:
     """The one boundary where errors become a line on stderr and an exit code."""
-    from ..errors import EXIT_SYSTEM, EXIT_USAGE, VaultError
+    from ..errors import EXIT_INTERRUPTED, EXIT_SYSTEM, EXIT_USAGE, VaultError
 
     if isinstance(exc, VaultError):
-        print(f"vault: {exc}", file=sys.stderr)
+        _say(str(exc))
         return exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        print("vault: interrupted; everything done so far was undone", file=sys.stderr)
-        return 130
+        _say("interrupted; rolled back")
+        return EXIT_INTERRUPTED
     if isinstance(exc, PermissionError):
-        print(f"vault: permission denied: {exc.filename or exc} (run as root or with sudo)",
-              file=sys.stderr)
+        _say(f"permission denied: {exc.filename or exc} (run as root or with sudo)")
         return EXIT_SYSTEM
     if isinstance(exc, OSError):
-        print(f"vault: {exc.strerror or exc}", file=sys.stderr)
+        _say(f"{exc.strerror or exc}")
         return EXIT_SYSTEM
     # click's exceptions (typer vendors its own copy of click, so match by class name)
     kinds = {cls.__name__ for cls in type(exc).__mro__}
     if "Exit" in kinds:
         return int(getattr(exc, "exit_code", 0))
     if "Abort" in kinds:
-        print("vault: aborted", file=sys.stderr)
-        return 130
+        _say("interrupted; rolled back")
+        return EXIT_INTERRUPTED
     if "ClickException" in kinds:
         message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
-        print(f"vault: {message} (see vault --help)", file=sys.stderr)
+        _say(f"{message} (see vault --help)")
         return EXIT_USAGE
     raise exc
+
+
+def _say(message: str) -> None:
+    """One line on stderr, whatever the message holds (a path with a newline or an ESC)."""
+    from ..text import one_line
+
+    print(f"vault: {one_line(message)}", file=sys.stderr)
 
 
 RUN_HELP = """Runs CMD inside vault NAME as the invoking (sudo) user; -n may be left out when exactly
@@ -125,19 +158,27 @@ def run_main(args: list[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global _phase
     args = list(sys.argv[1:] if argv is None else argv)
     try:
+        _phase = "running"
         if args and args[0] == "run":
             return run_main(args[1:])
         from .app import app, mount_subapps
 
         mount_subapps(args)
         rv = app(args=args, prog_name="vault", standalone_mode=False)
+        if rv == EXIT_INTERRUPTED:  # typer's answer to a KeyboardInterrupt, silently
+            return report(KeyboardInterrupt())
         return rv if isinstance(rv, int) else 0
     except SystemExit as exc:
+        _phase = "done"
         return exc.code if isinstance(exc.code, int) else 0
     except BaseException as exc:
+        _phase = "done"
         return report(exc)
+    finally:
+        _phase = "done"
 
 
 def console() -> None:
@@ -146,6 +187,7 @@ def console() -> None:
     Tearing down a process that imported typer, rich, pyroute2 and python-iptables costs tens of
     milliseconds for nothing; exit handlers still run and output is flushed first.
     """
+    install_sigint_handler()
     code = main()
     import atexit
 

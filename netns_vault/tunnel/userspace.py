@@ -86,6 +86,16 @@ def is_wireguard_go(pid: int, ifname: str) -> bool:
     )
 
 
+def find_servers(ifname: str) -> list[int]:
+    """Every live wireguard-go serving `ifname`, found by /proc/PID/cmdline (with or without a
+    state file that names it)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and is_wireguard_go(int(entry), ifname):
+            found.append(int(entry))
+    return sorted(found)
+
+
 def _alive(pid: int) -> bool:
     """Exists and is not a zombie (a zombie may never be reaped if PID 1 does not reap)."""
     try:
@@ -180,14 +190,14 @@ class UserspaceDriver:
         try:
             client.wait_ready(READY_TIMEOUT, alive=lambda: proc.poll() is None)
         except SystemFailure as exc:
-            self._kill_child(proc)
-            if os.path.exists(sock) and not client.accepts():
-                with contextlib.suppress(OSError):
-                    os.unlink(sock)
+            self._abandon(proc, sock)
             status = f"exit status {proc.returncode}" if proc.returncode is not None else "killed"
             raise SystemFailure(
                 f"{BINARY} {ifname} did not start ({exc}; {status}); log: {_log_tail(log_path)}"
             ) from None
+        except BaseException:  # Ctrl-C while it starts: it must not outlive us
+            self._abandon(proc, sock)
+            raise
         log.debug("started %s %s as pid %d", binary, ifname, proc.pid)
         return TunnelHandle(driver=self.name, ifname=ifname, pid=proc.pid, uapi_socket=sock)
 
@@ -215,6 +225,8 @@ class UserspaceDriver:
         sock = handle.uapi_socket or socket_path_for(ifname)
         if handle.pid is not None:
             self._stop(handle.pid, ifname)
+        for pid in find_servers(ifname):  # one started by a `vault` that was killed, too
+            self._stop(pid, ifname)
         if os.path.exists(sock):
             if UapiClient(sock).accepts():
                 log.warning("%s is still served by another process; left in place", sock)
@@ -232,6 +244,13 @@ class UserspaceDriver:
 
     def _client(self, handle: TunnelHandle) -> UapiClient:
         return UapiClient(handle.uapi_socket or socket_path_for(handle.ifname))
+
+    def _abandon(self, proc: subprocess.Popen, sock: str) -> None:
+        """A wireguard-go that did not become ready: kill it, remove its socket."""
+        self._kill_child(proc)
+        if os.path.exists(sock) and not UapiClient(sock).accepts():
+            with contextlib.suppress(OSError):
+                os.unlink(sock)
 
     def _kill_child(self, proc: subprocess.Popen) -> None:
         with contextlib.suppress(OSError):

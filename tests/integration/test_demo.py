@@ -216,14 +216,23 @@ def test_keep_then_teardown_leaves_nothing(clean_before) -> None:
 
 
 @integration
-def test_a_failure_while_building_tears_down_and_exits_3(clean_before) -> None:
-    # vault up fails after its last step (fault injection of the vault core): a crash mid-demo
-    env = dict(os.environ, NETNS_VAULT_FAIL_AFTER="state")
-    res = subprocess.run([VAULT, "demo"], capture_output=True, text=True, timeout=DEMO_TIMEOUT,
-                         env=env)
-    assert res.returncode == 3, res.stdout + res.stderr
-    assert "✘ Bring vault demo up" in res.stdout
-    assert "injected failure" in res.stderr and "torn down" in res.stderr
+def test_a_failure_while_building_tears_down_and_exits_3(clean_before, monkeypatch,
+                                                         capsys) -> None:
+    # vault up fails after its last step (the core's step hook): a crash mid-demo
+    from netns_vault import vault
+    from netns_vault.cli.entry import main
+    from netns_vault.errors import SystemFailure
+
+    def fail_after_state(step: str) -> None:
+        if step == "state":
+            raise SystemFailure("injected failure after step 'state'")
+
+    real_up = vault.up
+    monkeypatch.setattr(vault, "up", lambda *a, **k: real_up(*a, on_step=fail_after_state, **k))
+    assert main(["demo"]) == 3
+    captured = capsys.readouterr()
+    assert "✘ Bring vault demo up" in captured.out, captured.out
+    assert "injected failure" in captured.err and "torn down" in captured.err
     assert wait_clean(clean_before) == clean_before
 
 

@@ -16,6 +16,7 @@ from netns_vault.names import VaultNames
 from netns_vault.vault import UP_STEPS
 
 from .snapshot import host_snapshot
+from .test_interrupts import stepper
 
 pytestmark = pytest.mark.integration
 
@@ -125,27 +126,10 @@ def test_down_leaves_the_host_exactly_as_it_was(world, vault_cli):
 def test_a_failed_up_rolls_back_everything(world, vault_cli, step):
     name = vault_cli.new_name()
     before = host_snapshot(world, name)
-    res = vault_cli("up", name, "--config", vault_cli.config(),
-                    env={"NETNS_VAULT_FAIL_AFTER": step})
+    # The failure comes from the core API's step hook (tests/integration/stepper.py).
+    res = stepper(world, "at", "fail", step, "--", "up", name, "--config", vault_cli.config())
     assert res.returncode == 3, res.stdout + res.stderr
     assert f"injected failure after step '{step}'" in res.stderr
-    assert host_snapshot(world, name) == before
-
-
-def test_interrupted_up_rolls_back(world, vault_cli):
-    name = vault_cli.new_name()
-    before = host_snapshot(world, name)
-    # SIGINT while `up` is inside a step (the nsexec child is asleep in the injected delay).
-    proc = vault_cli.popen("up", name, "--config", vault_cli.config(),
-                           env={"NETNS_VAULT_SLOW_STEP": "tunnel"},
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and not os.path.exists(VaultNames.of(name).netns_path):
-        time.sleep(0.05)
-    time.sleep(0.3)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == 130, err
     assert host_snapshot(world, name) == before
 
 

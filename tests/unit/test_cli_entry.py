@@ -70,3 +70,39 @@ def test_identity_and_environment_of_the_program():
     assert launcher.target_identity("0", {}).uid == 0
     with pytest.raises(UsageError):
         launcher.target_identity("no-such-user-xyz", {})
+
+
+# --- Ctrl-C is one line at every moment (issue 10 point 5) -----------------------------------
+
+_CONSOLE = """
+import builtins, os, signal, sys
+sys.argv = ["vault", "status", "nosuchvault"]
+when = {when!r}
+if when == "starting":
+    from netns_vault.cli import entry  # installs the handler, as the console script does
+    os.kill(os.getpid(), signal.SIGINT)
+    import time; time.sleep(1)
+    print("not reached", file=sys.stderr)
+else:
+    real_import = builtins.__import__
+    def importing(name, *args, **kwargs):
+        if name == "typer":  # the heavy imports, inside main
+            os.kill(os.getpid(), signal.SIGINT)
+        return real_import(name, *args, **kwargs)
+    builtins.__import__ = importing
+    from netns_vault.cli import entry
+    entry.console()
+"""
+
+
+@pytest.mark.parametrize("when", ["starting", "importing"])
+def test_ctrl_c_during_startup_and_imports_is_one_line_exit_130(when):
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _CONSOLE.format(when=when)],
+                         capture_output=True, text=True, timeout=60)
+    assert res.returncode == 130, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and "Traceback" not in res.stderr, res.stderr
+    assert lines[0].startswith("vault: interrupted; rolled back"), res.stderr

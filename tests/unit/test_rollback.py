@@ -52,3 +52,33 @@ def test_step_returns_what_do_returned():
     rb = Rollback()
     assert rb.step("x", lambda: 42, lambda: None) == 42
     assert rb.pending == ["x"]
+
+
+def test_guarded_runs_its_undo_when_the_action_is_interrupted_half_way():
+    log = []
+
+    def half_done():
+        log.append("half of do")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt), Rollback() as rb:
+        rb.guarded("a", half_done, lambda: log.append("undo a"))
+    assert log == ["half of do", "undo a"]
+
+
+def test_a_second_ctrl_c_while_undoing_does_not_stop_the_undo():
+    import os
+    import signal
+
+    log = []
+
+    def undo_interrupted():
+        os.kill(os.getpid(), signal.SIGINT)
+        log.append("undo b finished")
+
+    with pytest.raises(RuntimeError), Rollback() as rb:
+        rb.push("a", lambda: log.append("undo a"))
+        rb.push("b", undo_interrupted)
+        raise RuntimeError("boom")
+    assert log == ["undo b finished", "undo a"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
