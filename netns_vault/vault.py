@@ -78,13 +78,14 @@ class UpResult:
     endpoints: list[str]
     dns: list[str]
     notices: list[str] = field(default_factory=list)
+    firewall: str = "iptables"
 
 
 # ---------------------------------------------------------------------------------------------
 # Work done inside the vault's namespace (these run in a forked child; keep them JSON in/out).
 
 
-def _prepare_inside(ifname: str) -> None:
+def _prepare_inside(ifname: str, firewall: str = "auto") -> str:
     """Before the tunnel exists: IPv6 off, lo up, the firewall walls up."""
     from pyroute2 import IPRoute
 
@@ -92,10 +93,10 @@ def _prepare_inside(ifname: str) -> None:
     with IPRoute() as ipr:
         (lo,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=lo, state="up")
-    apply_vault(ifname)
+    return apply_vault(ifname, firewall)
 
 
-def _inspect_inside(ifname: str) -> dict[str, Any]:
+def _inspect_inside(ifname: str, firewall: str | None = None) -> dict[str, Any]:
     """Everything `check` needs to see from inside the vault."""
     from pyroute2 import IPRoute
 
@@ -118,7 +119,7 @@ def _inspect_inside(ifname: str) -> dict[str, Any]:
                                   "dev": names.get(route.get_attr("RTA_OIF")),
                                   "gateway": route.get_attr("RTA_GATEWAY")})
     out["sysctl"] = ipv6.read_keys()
-    out["firewall"] = inspect_vault(ifname)
+    out["firewall"] = inspect_vault(ifname, firewall)
     return out
 
 
@@ -210,9 +211,10 @@ class _UpRun:
 
     def __init__(self, names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                  provider: NamespaceProvider, rb: Rollback,
-                 endpoints: list[tuple[str, int] | None]):
+                 endpoints: list[tuple[str, int] | None], firewall: str = "auto"):
         self.names, self.cfg, self.driver, self.provider, self.rb = names, cfg, driver, provider, rb
         self.endpoints = endpoints
+        self.firewall = firewall  # the choice; after `inside`, the backend in use
         self.addresses = [str(a) for a in cfg.ipv4_addresses]
         self.dns_servers = [str(a) for a in cfg.ipv4_dns]
         self.handle: TunnelHandle | None = None
@@ -221,7 +223,8 @@ class _UpRun:
         self.provider.create(self.names, self.rb, self.dns_servers, list(self.cfg.dns_search))
 
     def inside(self) -> None:
-        run_in_netns(self.names.netns, _prepare_inside, self.names.iface)
+        self.firewall = run_in_netns(self.names.netns, _prepare_inside, self.names.iface,
+                                     self.firewall)
 
     def tunnel(self) -> None:
         names = self.names
@@ -255,6 +258,7 @@ class _UpRun:
             "name": self.names.name,
             "netns": self.names.netns,
             "provider": self.provider.kind,
+            "firewall": self.firewall,
             "tunnel": self.handle.to_dict(),
             **_config_record(self.cfg, self.endpoints),
             "created_at": time.time(),
@@ -278,7 +282,7 @@ UP_STEPS = tuple(step for step, _ in UP_PLAN)
 
 
 def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str = "netns",
-       on_step: StepHook | None = None) -> UpResult:
+       on_step: StepHook | None = None, firewall: str = "auto") -> UpResult:
     """Create vault NAME from a parsed config. Returns once the vault is ready (not handshaken).
 
     Any failure, or Ctrl-C, before the vault is complete undoes every step done so far and
@@ -293,7 +297,7 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
     try:
         with state.vault_lock(names.name) as lock:
             try:
-                return _up_locked(names, cfg, driver, provider, rb, on_step)
+                return _up_locked(names, cfg, driver, provider, rb, on_step, firewall)
             except BaseException:
                 # Nothing of this vault exists now (a conflict leaves the other vault's
                 # state): leave no lock file behind either.
@@ -313,7 +317,7 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
 
 def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                provider: NamespaceProvider, rb: Rollback,
-               on_step: StepHook | None) -> UpResult:
+               on_step: StepHook | None, firewall: str = "auto") -> UpResult:
     if namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path):
         raise ConflictError(f"vault {names.name} already exists (namespace {names.netns})")
     if state.read_state(names.name) is not None:
@@ -322,7 +326,7 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
         raise ConflictError(f"{names.etc_dir} already exists; remove it or pick another name")
     if link_exists(names.iface):
         raise ConflictError(f"an interface named {names.iface} already exists on the host")
-    run = _UpRun(names, cfg, driver, provider, rb, resolve_endpoints(cfg))
+    run = _UpRun(names, cfg, driver, provider, rb, resolve_endpoints(cfg), firewall)
     notices = list(cfg.notices)
     if not run.dns_servers:
         notices.append(dns.NO_DNS_WARNING)
@@ -334,7 +338,8 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                 on_step(step)
         rb.commit()
     return UpResult(names.name, names.netns, driver.name, names.iface, run.addresses,
-                    [f"{e[0]}:{e[1]}" for e in run.endpoints if e], run.dns_servers, notices)
+                    [f"{e[0]}:{e[1]}" for e in run.endpoints if e], run.dns_servers, notices,
+                    run.firewall)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -648,7 +653,7 @@ def check(name: str) -> list[Invariant]:
                                  "`vault up`, or its state was lost"))
         record = {}
     handle = _tunnel_handle(names, record)
-    seen = run_in_netns(names.netns, _inspect_inside, handle.ifname)
+    seen = run_in_netns(names.netns, _inspect_inside, handle.ifname, record.get("firewall"))
     results += _check_inside(seen, handle.ifname, record)
     results.append(_check_tunnel_outside(names, handle))
     results.append(_check_dns(names, record))

@@ -44,8 +44,15 @@ class FirewallBackend(Protocol):
     def restore(self, saved: dict[str, Any]) -> None: ...
 
 
-BACKENDS = ("iptables",)
-DEFAULT = "iptables"
+BACKENDS = ("iptables", "nftables")  # `auto` tries them in this order
+CHOICES = ("auto", *BACKENDS)
+DEFAULT = "iptables"  # what state written before backends were recorded used
+
+
+def check_choice(choice: str) -> str:
+    if choice not in CHOICES:
+        raise UsageError(f"unknown firewall backend {choice!r}: use {', '.join(CHOICES)}")
+    return choice
 
 
 def get_backend(name: str | None) -> FirewallBackend:
@@ -55,4 +62,25 @@ def get_backend(name: str | None) -> FirewallBackend:
         from .iptables import IptablesBackend
 
         return IptablesBackend()
+    if name == "nftables":
+        from .nftables import NftablesBackend
+
+        return NftablesBackend()
     raise UsageError(f"unknown firewall backend {name!r} (one of: {', '.join(BACKENDS)})")
+
+
+def select_backend(choice: str, backends: tuple[str, ...] = BACKENDS) -> FirewallBackend:
+    """`choice` itself if it works here, or for `auto` the first of `backends` that works
+    (python-iptables where legacy xtables works, nftables otherwise). Run in the namespace the
+    rules go into. SystemFailure names every backend tried and why it does not work."""
+    from ..errors import SystemFailure
+
+    check_choice(choice)
+    tried = []
+    for name in (backends if choice == "auto" else (choice,)):
+        backend = get_backend(name)
+        why = backend.is_supported()
+        if why is None:
+            return backend
+        tried.append(f"{name}: {why}")
+    raise SystemFailure("no firewall backend works here (" + "; ".join(tried) + ")")
