@@ -282,7 +282,8 @@ UP_STEPS = tuple(step for step, _ in UP_PLAN)
 
 
 def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str = "netns",
-       on_step: StepHook | None = None, firewall: str = "auto") -> UpResult:
+       on_step: StepHook | None = None, provider: NamespaceProvider | None = None,
+       firewall: str = "auto") -> UpResult:
     """Create vault NAME from a parsed config. Returns once the vault is ready (not handshaken).
 
     Any failure, or Ctrl-C, before the vault is complete undoes every step done so far and
@@ -292,7 +293,7 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
     """
     names = VaultNames.of(name)
     driver = select_driver(driver_choice)
-    provider = provider_for(provider_kind)
+    provider = provider or provider_for(provider_kind)
     rb = Rollback()
     try:
         with state.vault_lock(names.name) as lock:
@@ -796,7 +797,8 @@ def _is_up(names: VaultNames) -> dict | None:
 
 
 def reload_tunnel(name: str, cfg: WgConfig | None = None, driver_choice: str | None = None,
-                  on_step: StepHook | None = None) -> UpResult:
+                  on_step: StepHook | None = None,
+                  endpoints: list[tuple[str, int] | None] | None = None) -> UpResult:
     """Tear down and re-create only the tunnel of vault NAME, in the namespace it already has.
 
     The namespace (and so every process and container in it) is never touched: programs see the
@@ -821,7 +823,9 @@ def reload_tunnel(name: str, cfg: WgConfig | None = None, driver_choice: str | N
             cfg = cfg or load_config(record["config_path"])
             old = TunnelHandle.from_dict(record["tunnel"])
             driver = select_driver(driver_choice) if driver_choice else get_driver(old.driver)
-            run = _ReloadRun(names, cfg, driver, rb, resolve_endpoints(cfg), record)
+            if endpoints is None:  # `vault supervise` passes the addresses it knows work
+                endpoints = resolve_endpoints(cfg)
+            run = _ReloadRun(names, cfg, driver, rb, endpoints, record)
             with rb:
                 for step, action in RELOAD_PLAN:
                     log.debug("reload %s: %s", names.name, step)
