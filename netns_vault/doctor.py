@@ -228,9 +228,44 @@ def _tun_check() -> Check:
 
 
 def _read_filter_here(family: int) -> dict:
-    from .firewall.iptables import read_ruleset
+    """{"policies": {chain: policy}} of the filter table here, read with python-iptables."""
+    from .firewall.iptables import load_iptc, open_table
 
-    return read_ruleset(family)
+    table = open_table(load_iptc(), family)
+    return {"policies": {c.name: c.get_policy().name for c in table.chains
+                         if table.builtin_chain(c)}}
+
+
+def _backend_reason_here(name: str) -> str | None:
+    from .firewall.backend import get_backend
+
+    return get_backend(name).is_supported()
+
+
+def backend_checks(probe_ns: str | None) -> list[Check]:
+    """Which firewall backends work here (tried in a throw-away namespace), and what auto picks."""
+    from .firewall.backend import BACKENDS
+    from .nsexec import run_in_netns
+
+    if probe_ns is None:
+        return [Check("firewall backends", False, False, "not checked: needs root",
+                      "run it as root: sudo vault doctor")]
+    out, usable = [], []
+    for name in BACKENDS:
+        try:
+            why = run_in_netns(probe_ns, _backend_reason_here, name)
+        except Exception as exc:
+            why = str(exc)
+        if why is None:
+            usable.append(name)
+        out.append(Check(f"firewall {name}", why is None, False, why or "works here",
+                         "" if why is None else ("apt-get install python3-nftables nftables"
+                                                 if name == "nftables" else
+                                                 "apt-get install iptables; modprobe ip_tables")))
+    out.append(Check("firewall backend", bool(usable), True,
+                     f"--firewall auto picks {usable[0]}" if usable else "none works",
+                     "" if usable else "install iptables or nftables (see above)"))
+    return out
 
 
 def iptables_checks(probe_ns: str | None) -> list[Check]:
@@ -328,6 +363,7 @@ def run_checks(env: Mapping[str, str] | None = None) -> list[Check]:
     try:
         checks += wireguard_checks(path, probe_ns)
         checks += iptables_checks(probe_ns)
+        checks += backend_checks(probe_ns)
     finally:
         if probe_ns is not None:
             from .namespace import remove_netns

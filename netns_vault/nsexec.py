@@ -66,6 +66,15 @@ def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) ->
     return run_in_child(lambda: setns_path(path), f"helper in {netns}", fn, *args, **kwargs)
 
 
+def in_target(netns: str | None, fn: Callable[..., T], *args: Any) -> T:
+    """fn(*args) in `netns` (a forked child), or right here for the current namespace (None).
+
+    In the child, fn's result travels back as JSON: return lists and dicts, not tuples."""
+    if netns is None:
+        return fn(*args)
+    return run_in_netns(netns, fn, *args)
+
+
 def run_in_child(prepare: Callable[[], object], what: str, fn: Callable[..., T], *args: Any,
                  **kwargs: Any) -> T:
     """Fork, run prepare() (enter a namespace, drop to a user...) then fn(*args, **kwargs).

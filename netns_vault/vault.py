@@ -17,10 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import dns, namespace, state
+from . import dns, ipv6, namespace, state
 from .config import WgConfig
+from .endpoints import resolve_peers as resolve_endpoints
 from .errors import ConflictError, InterruptedAfterChange, NotFoundError, SystemFailure
-from .firewall import rules as fw_rules
+from .firewall.walls import apply_vault, inspect_vault
 from .names import VaultNames
 from .nsexec import run_in_netns
 from .rollback import Rollback, held_interrupts
@@ -29,7 +30,7 @@ from .tunnel.links import configure_tunnel_link, link_exists
 
 log = logging.getLogger(__name__)
 
-IPV6_SYSCTLS = ("all", "default", "lo")
+IPV6_SYSCTLS = ipv6.KEYS
 DEFAULT_MTU = 1420
 STATE_VERSION = 1
 
@@ -77,37 +78,27 @@ class UpResult:
     endpoints: list[str]
     dns: list[str]
     notices: list[str] = field(default_factory=list)
+    firewall: str = "iptables"
 
 
 # ---------------------------------------------------------------------------------------------
 # Work done inside the vault's namespace (these run in a forked child; keep them JSON in/out).
 
 
-def _prepare_inside(rulesets: list[dict]) -> None:
+def _prepare_inside(ifname: str, firewall: str = "auto") -> str:
     """Before the tunnel exists: IPv6 off, lo up, the firewall walls up."""
     from pyroute2 import IPRoute
 
-    for conf in IPV6_SYSCTLS:
-        path = f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6"
-        log.debug("sysctl -w net.ipv6.conf.%s.disable_ipv6=1", conf)
-        try:
-            with open(path, "w") as f:
-                f.write("1")
-        except FileNotFoundError:
-            pass  # kernel without IPv6: nothing to disable; ip6tables still walls it below
+    ipv6.disable()  # a kernel without IPv6: nothing to disable; the firewall walls it anyway
     with IPRoute() as ipr:
         (lo,) = ipr.link_lookup(ifname="lo")
         ipr.link("set", index=lo, state="up")
-    from .firewall.iptables import apply_rulesets
-
-    apply_rulesets(rulesets)
+    return apply_vault(ifname, firewall)
 
 
-def _inspect_inside() -> dict[str, Any]:
+def _inspect_inside(ifname: str, firewall: str | None = None) -> dict[str, Any]:
     """Everything `check` needs to see from inside the vault."""
     from pyroute2 import IPRoute
-
-    from .firewall.iptables import read_ruleset
 
     out: dict[str, Any] = {"links": [], "addresses": [], "routes": [], "sysctl": {}}
     with IPRoute() as ipr:
@@ -127,14 +118,8 @@ def _inspect_inside() -> dict[str, Any]:
                                   "dst_len": route["dst_len"],
                                   "dev": names.get(route.get_attr("RTA_OIF")),
                                   "gateway": route.get_attr("RTA_GATEWAY")})
-    for conf in IPV6_SYSCTLS:
-        try:
-            with open(f"/proc/sys/net/ipv6/conf/{conf}/disable_ipv6") as f:
-                out["sysctl"][conf] = f.read().strip()
-        except FileNotFoundError:
-            out["sysctl"][conf] = "absent"
-    out["iptables"] = read_ruleset(4)
-    out["ip6tables"] = read_ruleset(6)
+    out["sysctl"] = ipv6.read_keys()
+    out["firewall"] = inspect_vault(ifname, firewall)
     return out
 
 
@@ -157,26 +142,6 @@ def _delete_links_inside(keep: tuple[str, ...] = ("lo",)) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------
 # Host side.
-
-
-def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
-    """Resolve each peer's endpoint on the host, now (the vault itself has no DNS but the tunnel)."""
-    out: list[tuple[str, int] | None] = []
-    for peer in cfg.peers:
-        ep = peer.endpoint
-        if ep is None:
-            out.append(None)
-            continue
-        if ep.is_literal:
-            out.append((ep.host, ep.port))
-            continue
-        try:
-            infos = socket.getaddrinfo(ep.host, ep.port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
-        except socket.gaierror as exc:
-            raise SystemFailure(f"endpoint {ep} does not resolve: {exc.strerror}") from None
-        infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first
-        out.append((str(infos[0][4][0]), ep.port))
-    return out
 
 
 def _move_link(ifname: str, netns: str) -> None:
@@ -246,9 +211,10 @@ class _UpRun:
 
     def __init__(self, names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                  provider: NamespaceProvider, rb: Rollback,
-                 endpoints: list[tuple[str, int] | None]):
+                 endpoints: list[tuple[str, int] | None], firewall: str = "auto"):
         self.names, self.cfg, self.driver, self.provider, self.rb = names, cfg, driver, provider, rb
         self.endpoints = endpoints
+        self.firewall = firewall  # the choice; after `inside`, the backend in use
         self.addresses = [str(a) for a in cfg.ipv4_addresses]
         self.dns_servers = [str(a) for a in cfg.ipv4_dns]
         self.handle: TunnelHandle | None = None
@@ -257,8 +223,8 @@ class _UpRun:
         self.provider.create(self.names, self.rb, self.dns_servers, list(self.cfg.dns_search))
 
     def inside(self) -> None:
-        v4, v6 = fw_rules.vault_rulesets(self.names.iface)
-        run_in_netns(self.names.netns, _prepare_inside, [v4.to_dict(), v6.to_dict()])
+        self.firewall = run_in_netns(self.names.netns, _prepare_inside, self.names.iface,
+                                     self.firewall)
 
     def tunnel(self) -> None:
         names = self.names
@@ -292,6 +258,7 @@ class _UpRun:
             "name": self.names.name,
             "netns": self.names.netns,
             "provider": self.provider.kind,
+            "firewall": self.firewall,
             "tunnel": self.handle.to_dict(),
             **_config_record(self.cfg, self.endpoints),
             "created_at": time.time(),
@@ -315,7 +282,8 @@ UP_STEPS = tuple(step for step, _ in UP_PLAN)
 
 
 def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str = "netns",
-       on_step: StepHook | None = None, provider: NamespaceProvider | None = None) -> UpResult:
+       on_step: StepHook | None = None, provider: NamespaceProvider | None = None,
+       firewall: str = "auto") -> UpResult:
     """Create vault NAME from a parsed config. Returns once the vault is ready (not handshaken).
 
     Any failure, or Ctrl-C, before the vault is complete undoes every step done so far and
@@ -330,7 +298,7 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
     try:
         with state.vault_lock(names.name) as lock:
             try:
-                return _up_locked(names, cfg, driver, provider, rb, on_step)
+                return _up_locked(names, cfg, driver, provider, rb, on_step, firewall)
             except BaseException:
                 # Nothing of this vault exists now (a conflict leaves the other vault's
                 # state): leave no lock file behind either.
@@ -350,7 +318,7 @@ def up(name: str, cfg: WgConfig, driver_choice: str = "auto", provider_kind: str
 
 def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                provider: NamespaceProvider, rb: Rollback,
-               on_step: StepHook | None) -> UpResult:
+               on_step: StepHook | None, firewall: str = "auto") -> UpResult:
     if namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path):
         raise ConflictError(f"vault {names.name} already exists (namespace {names.netns})")
     if state.read_state(names.name) is not None:
@@ -359,7 +327,7 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
         raise ConflictError(f"{names.etc_dir} already exists; remove it or pick another name")
     if link_exists(names.iface):
         raise ConflictError(f"an interface named {names.iface} already exists on the host")
-    run = _UpRun(names, cfg, driver, provider, rb, resolve_endpoints(cfg))
+    run = _UpRun(names, cfg, driver, provider, rb, resolve_endpoints(cfg), firewall)
     notices = list(cfg.notices)
     if not run.dns_servers:
         notices.append(dns.NO_DNS_WARNING)
@@ -371,7 +339,8 @@ def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                 on_step(step)
         rb.commit()
     return UpResult(names.name, names.netns, driver.name, names.iface, run.addresses,
-                    [f"{e[0]}:{e[1]}" for e in run.endpoints if e], run.dns_servers, notices)
+                    [f"{e[0]}:{e[1]}" for e in run.endpoints if e], run.dns_servers, notices,
+                    run.firewall)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -685,7 +654,7 @@ def check(name: str) -> list[Invariant]:
                                  "`vault up`, or its state was lost"))
         record = {}
     handle = _tunnel_handle(names, record)
-    seen = run_in_netns(names.netns, _inspect_inside)
+    seen = run_in_netns(names.netns, _inspect_inside, handle.ifname, record.get("firewall"))
     results += _check_inside(seen, handle.ifname, record)
     results.append(_check_tunnel_outside(names, handle))
     results.append(_check_dns(names, record))
@@ -720,13 +689,7 @@ def _check_inside(seen: dict, ifname: str, record: dict) -> list[Invariant]:
     v6_addrs = [a["cidr"] for a in seen["addresses"] if a["family"] == socket.AF_INET6]
     out.append(Invariant("ipv6-addresses", not v6_addrs,
                          "no IPv6 addresses" if not v6_addrs else ", ".join(v6_addrs)))
-    v4_want, v6_want = fw_rules.vault_rulesets(ifname)
-    for want_rs, key, label in ((v4_want, "iptables", "iptables"), (v6_want, "ip6tables",
-                                                                    "ip6tables")):
-        problems = fw_rules.diff_rulesets(want_rs, fw_rules.Ruleset.from_dict(seen[key]))
-        out.append(Invariant(label, not problems, "; ".join(problems) or
-                             "policies DROP; " + ("accepts only lo and " + ifname
-                                                  if want_rs.rules else "no rules")))
+    out += [Invariant(**item) for item in seen["firewall"]]
     return out
 
 

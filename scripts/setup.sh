@@ -18,6 +18,7 @@ packages=(
     tcpdump dnsmasq-base curl busybox-static         # the demo's closed world and its probes
     conntrack procps util-linux kmod sudo            # lockdown, sysctl, nsenter/mount, vault run
     libseccomp2 xdg-dbus-proxy                       # vault run: seccomp wall, filtered D-Bus
+    nftables python3-nftables                        # --firewall nftables (libnftables JSON)
 )
 if [ "${1:-}" = "--tests" ]; then
     packages+=(docker.io docker-compose)

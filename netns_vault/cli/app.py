@@ -75,21 +75,27 @@ def up(
                                          help="Hold the namespace in a Docker container that "
                                               "containers and compose services can join.")]
     = False,
+    firewall: Annotated[str, typer.Option(help="Firewall backend: auto (iptables where legacy "
+                                          "xtables works, else nftables), iptables or "
+                                          "nftables.")] = "auto",
 ) -> None:
     """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel."""
+    from ..firewall.backend import check_choice
     from ..names import validate_name
 
     validate_name(name)
+    check_choice(firewall)
     if driver not in ("auto", "kernel", "userspace"):
         raise UsageError(f"unknown driver {driver!r}: use auto, kernel or userspace")
     cfg = load_config(config)
     result = vault.up(name, cfg, driver_choice=driver,
-                      provider_kind="docker" if docker else "netns")
+                      provider_kind="docker" if docker else "netns", firewall=firewall)
     try:
         for notice in result.notices:
             _notice(notice)
         out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is up "
                   f"(namespace {esc(result.netns)}, {esc(result.driver)} driver, "
+                  f"{esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
                   f"{esc(', '.join(result.addresses))} via "
                   f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
         if wait:

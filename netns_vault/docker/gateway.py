@@ -201,11 +201,13 @@ def restore_default_routes(routes: tuple[dict[str, Any], ...]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
-# The lockdown on the uplink. The gateway uses the lockdown's ruleset (rules.py) and its
-# python-iptables backend (apply.py), not its host state machine (snapshots, confirm timer,
-# revert, persistence): a container's fresh namespace has nothing to go back to, and the walls
-# are never taken down here. /proc/sys is read-only in a container, so IPv6 is switched off by
-# the container's `sysctls` if at all; the ip6tables walls drop all IPv6 either way.
+# The lockdown on the uplink. The gateway uses the lockdown's ruleset and walls (lockdown/rules.py,
+# lockdown/walls.py, behind the firewall backend), not its host state machine (snapshots, confirm
+# timer, revert, persistence): a container's fresh namespace has nothing to go back to, and the
+# walls are never taken down here. /proc/sys is read-only in a container, so IPv6 is switched off
+# by the container's `sysctls` if at all; the IPv6 walls drop all of it either way.
+
+FIREWALL = "iptables"
 
 
 def lockdown_spec(
@@ -228,51 +230,19 @@ def lockdown_spec(
 
 
 def apply_lockdown(spec: Any) -> list[str]:
-    """Commit the lockdown tables here (each family in one replace); returns the commands."""
-    # `from ..lockdown import apply` would give the facade function of that name, not the module
-    from ..lockdown import conntrack, sysctl
-    from ..lockdown.apply import commit_table
-    from ..lockdown.rules import KeepPolicy, build_tables
+    """Commit the lockdown tables here (each in one commit); returns the commands."""
+    from ..lockdown import walls
 
-    commands: list[str] = []
-    for table in build_tables(spec):
-        if table.family == 6 and not sysctl.ipv6_present():
-            continue
-        commands += commit_table(table.to_dict())
-    _ipv6_off(sysctl)
-    deleted = conntrack.flush_disallowed(KeepPolicy.of(spec).to_dict(), spec.tunnel)
-    for line in deleted:
+    done = walls.put_up(spec, FIREWALL, arp_ifaces=None, best_effort_ipv6=True)
+    for line in done["conntrack_deleted"]:
         log.info("%s", line)
-    return commands
-
-
-def _ipv6_off(sysctl: Any) -> None:
-    if not sysctl.ipv6_present():
-        return
-    try:
-        sysctl.disable_ipv6()
-    except SystemFailure as exc:
-        values = sysctl.read_all()
-        if all(values.get(k) == "1" for k in sysctl.LOCKDOWN_KEYS):
-            return  # already off (the container's sysctls), just read-only here
-        log.warning(
-            "IPv6 stays on (%s); ip6tables drops all of it anyway. Give the container "
-            "sysctls net.ipv6.conf.{all,default,lo}.disable_ipv6=1",
-            exc,
-        )
+    return done["commands"]
 
 
 def check_lockdown(spec: Any) -> list[dict[str, Any]]:
-    from ..lockdown import sysctl
-    from ..lockdown.apply import inspect_table
-    from ..lockdown.rules import build_tables
+    from ..lockdown import walls
 
-    items: list[dict[str, Any]] = []
-    for table in build_tables(spec):
-        if table.family == 6 and not sysctl.ipv6_present():
-            continue
-        items += inspect_table(table.to_dict())
-    return items
+    return walls.inspect_tables(spec, FIREWALL)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,9 +265,9 @@ def ensure_tun_device(path: str = TUN_PATH) -> None:
 
 
 def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
-    from ..vault import resolve_endpoints as resolve
+    from ..endpoints import resolve_peers
 
-    return resolve(cfg)
+    return resolve_peers(cfg)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ step puts that snapshot back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import secrets
@@ -18,18 +19,16 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .. import ipv6
 from ..config import load_config
+from ..endpoints import resolve_all, route_ifaces
 from ..errors import CheckFailed, ConflictError, NotFoundError, SystemFailure, UsageError
-from ..firewall.rules import iptables_cmd
-from ..tunnel.links import link_exists
-from . import apply as iptc_apply
-from . import conntrack, persist, snapshot, sysctl, timer, wgmark
-from .resolve import resolve_all, route_ifaces
+from ..firewall.backend import StepHook, get_backend
+from . import persist, snapshot, sysctl, timer, walls, wgmark
 from .rules import (
     CHAIN_EP,
     DEFAULT_FWMARK,
     EndpointAddr,
-    KeepPolicy,
     LockdownSpec,
     build_tables,
     check_iface,
@@ -50,15 +49,18 @@ from .target import in_target, ns_inode
 
 log = logging.getLogger(__name__)
 
-# Fault injection for the rollback tests: NETNS_VAULT_LOCKDOWN_FAIL_AFTER=<step> makes `apply`
-# fail right after that step, as if the next had failed; NETNS_VAULT_LOCKDOWN_PAUSE_AFTER=<step>
-# makes it write "paused after <step>" to stderr and sleep there, for a test to send a signal.
-FAIL_AFTER_ENV = "NETNS_VAULT_LOCKDOWN_FAIL_AFTER"
-PAUSE_AFTER_ENV = "NETNS_VAULT_LOCKDOWN_PAUSE_AFTER"
 # The steps of `apply`, in order (state: the state file says "applying"; timer: the confirm timer
-# runs; then the tables, the sysctls, the tunnel's fwmark and conntrack, in the target namespace).
-APPLY_STEPS = ("state", "timer", "iptables", "iptables-raw", "ip6tables", "sysctl", "arp",
-               "fwmark", "conntrack")
+# runs; then, in the target namespace, walls.steps: the firewall's commits, the sysctls, the
+# tunnel's fwmark and conntrack). A caller's `on_step(name)` runs after each (the tests aim
+# failures and signals with it; nothing in the environment changes what apply does).
+OWN_STEPS = ("state", "timer")
+
+
+def apply_steps(backend: str | None = None) -> tuple[str, ...]:
+    return (*OWN_STEPS, *walls.steps(get_backend(backend).name))
+
+
+APPLY_STEPS = apply_steps()
 
 
 @dataclass(frozen=True)
@@ -132,14 +134,6 @@ def _same_ns(state: LockdownState | None, netns: str | None) -> None:
                             f"{netns or 'the host namespace'}")
 
 
-def _maybe_fail(step: str) -> None:
-    if os.environ.get(PAUSE_AFTER_ENV) == step:
-        os.write(2, f"paused after {step}\n".encode())
-        time.sleep(120)
-    if os.environ.get(FAIL_AFTER_ENV) == step:
-        raise SystemFailure(f"injected failure after step {step!r}")
-
-
 def _nothing_applied() -> NotFoundError:
     return NotFoundError("no lockdown is applied (if a --confirm-within ran out, the "
                          "earlier rules are already back)")
@@ -208,50 +202,26 @@ def plan(req: ApplyRequest, netns: str | None) -> Plan:
     return Plan(spec, hosts, cfg.fwmark, set_mark)
 
 
-def _step_name(table: dict) -> str:
-    name = iptables_cmd(table["family"])
-    return name if table.get("table", "filter") == "filter" else f"{name}-{table['table']}"
-
-
-def _apply_inside(tables: list[dict], keep: dict, tunnel: str, phys: list[str],
-                  set_mark: int | None) -> dict[str, Any]:
-    """In the target namespace: the walls, IPv6 off, ARP strict, the tunnel's mark, stale
-    conntrack entries gone."""
-    commands: list[str] = []
-    for table in tables:
-        if table["family"] == 6 and not sysctl.ipv6_present():
-            continue  # a kernel without IPv6: nothing to drop
-        commands += iptc_apply.commit_table(table)
-        _maybe_fail(_step_name(table))
-    sysctl.disable_ipv6()
-    commands += [f"sysctl -w net.ipv6.conf.{n}.disable_ipv6=1" for n in sysctl.LOCKDOWN_KEYS]
-    _maybe_fail("sysctl")
-    commands += sysctl.harden_arp(phys)
-    _maybe_fail("arp")
-    if set_mark is not None and link_exists(tunnel):
-        commands.append(wgmark.write(tunnel, set_mark))
-    _maybe_fail("fwmark")
-    deleted = conntrack.flush_disallowed(keep, tunnel)
-    _maybe_fail("conntrack")
-    return {"commands": commands, "conntrack_deleted": deleted}
-
-
-def apply(req: ApplyRequest, *, netns: str | None = None,
-          state_dir: str = DEFAULT_STATE_DIR) -> ApplyResult:
+def apply(req: ApplyRequest, *, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR,
+          on_step: StepHook | None = None) -> ApplyResult:
     """`vault lockdown apply`: the whole-host kill switch for the tunnel of `req.config`."""
     if req.confirm_within is not None and req.confirm_within <= 0:
         raise UsageError("--confirm-within must be a positive number of seconds")
     p = plan(req, netns)
     return apply_spec(p.spec, netns=netns, state_dir=state_dir, config=req.config,
                       hosts=p.hosts, phys=req.phys, fwmark=p.fwmark,
-                      confirm_within=req.confirm_within, set_fwmark=p.set_fwmark)
+                      confirm_within=req.confirm_within, set_fwmark=p.set_fwmark,
+                      on_step=on_step)
 
 
 def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config: str,
                hosts: list[tuple[str, int]], phys: str | None, fwmark: int | None,
-               confirm_within: float | None = None,
-               set_fwmark: int | None = None) -> ApplyResult:
-    """Put `spec` in force (the part of `apply` after planning; also what boot runs)."""
+               confirm_within: float | None = None, set_fwmark: int | None = None,
+               on_step: StepHook | None = None) -> ApplyResult:
+    """Put `spec` in force (the part of `apply` after planning; also what boot runs).
+    `on_step(name)` runs after each step of APPLY_STEPS."""
+    hook = on_step or (lambda _step: None)
+    backend = get_backend(None).name
     store = Store(state_dir)
     inode = ns_inode(netns)
     with store.locked():
@@ -260,7 +230,7 @@ def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config:
         if current is not None and current.timer is not None:
             raise ConflictError("the lockdown applied with --confirm-within is waiting for "
                                 "`vault lockdown confirm`; confirm or revert it first")
-        snap = in_target(netns, snapshot.take)
+        snap = in_target(netns, snapshot.take, backend)
         if current is None or store.read(BASE) is None:
             store.write(BASE, snap)
         new = LockdownState(netns=netns, netns_inode=inode, config=config,
@@ -273,17 +243,17 @@ def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config:
             new.timer = TimerInfo(secrets.token_hex(8), time.time() + confirm_within)
         store.save_state(new)  # before any change: a crash from here on can still be reverted
         try:
-            _maybe_fail("state")
+            hook("state")
             if new.timer is not None:
                 # The timer starts BEFORE the walls go up: whatever kills us from here on,
                 # the earlier rules come back.
                 new.timer.pid = timer.spawn(state_dir, netns, new.timer.token,
                                             new.timer.deadline, store.path(TIMER_LOG))
                 store.save_state(new)
-                _maybe_fail("timer")
-            tables = [t.to_dict() for t in build_tables(spec)]
-            done = in_target(netns, _apply_inside, tables, KeepPolicy.of(spec).to_dict(),
-                             spec.tunnel, list(spec.phys_ifaces), set_fwmark)
+                hook("timer")
+            done = in_target(netns, functools.partial(
+                walls.put_up, spec, backend, arp_ifaces=list(spec.phys_ifaces),
+                set_mark=set_fwmark, on_step=hook))
         except BaseException as exc:
             _undo_apply(store, netns, snap, current, new, exc)
             raise
@@ -429,29 +399,23 @@ def refresh(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> 
             tunnel_addresses=old.tunnel_addresses, fwmark=old.fwmark,
             force_public_lan=True)  # (the LANs were accepted by apply)
         if new.endpoints != old.endpoints:
-            in_target(netns, iptc_apply.swap_chain, 4, CHAIN_EP,
-                      [r.to_dict() for r in endpoint_rules(new)])
+            in_target(netns, _swap_endpoints, get_backend(None).name, new)
             state.spec = new
             store.save_state(state)
     return RefreshResult([str(e) for e in old.endpoints], [str(e) for e in new.endpoints])
+
+
+def _swap_endpoints(backend: str, spec: LockdownSpec) -> list[str]:
+    return get_backend(backend).swap_chain(4, CHAIN_EP, list(endpoint_rules(spec)))
 
 
 # --------------------------------------------------------------------------------------------
 # status, check
 
 
-def _inspect_inside(tables: list[dict], tunnel: str, phys: list[str],
-                    fwmark: int | None) -> dict[str, Any]:
-    items: list[dict] = []
-    for table in tables:
-        if table["family"] == 6 and not sysctl.ipv6_present():
-            continue
-        items += iptc_apply.inspect_table(table)
-    values = sysctl.read_all()
-    for name in sysctl.LOCKDOWN_KEYS if values else ():
-        got = values.get(name, "missing")
-        items.append({"name": f"sysctl net.ipv6.conf.{name}.disable_ipv6", "ok": got == "1",
-                      "detail": got if got == "1" else f"{got} (expected 1)"})
+def _inspect_inside(spec: LockdownSpec, backend: str) -> dict[str, Any]:
+    tunnel, phys, fwmark = spec.tunnel, list(spec.phys_ifaces), spec.fwmark
+    items = walls.inspect_tables(spec, backend) + ipv6.check_items()
     arp = sysctl.read_arp()
     for name in ["all", *phys]:
         for setting, want in sysctl.ARP_WANT.items():
@@ -479,8 +443,7 @@ def status(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> R
     if state is None:
         return Report(applied=False, netns=netns)
     tables = build_tables(state.spec)
-    seen = in_target(netns, _inspect_inside, [t.to_dict() for t in tables], state.spec.tunnel,
-                     list(state.spec.phys_ifaces), state.spec.fwmark)
+    seen = in_target(netns, _inspect_inside, state.spec, get_backend(None).name)
     items = seen["items"]
     if state.phase != "applied":
         items.insert(0, {"name": "state", "ok": False,

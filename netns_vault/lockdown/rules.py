@@ -1,8 +1,8 @@
 """The lockdown ruleset, as data: what `vault lockdown apply` puts in the filter tables.
 
-Pure: no I/O. `build_tables(spec)` turns a LockdownSpec into one TableRules per family; the
-python-iptables backend (`apply.py`) commits each in one go, and `check` compares the live tables
-with the same data.
+Pure: no I/O. `build_tables(spec)` turns a LockdownSpec into firewall Tables (the one model,
+firewall/rules.py); a firewall backend commits each in one go, and `check` compares the live
+tables with the same data.
 
 Layout (IPv4). The builtin chains get policy DROP and, as their first rule, a jump to our chain;
 every one of our chains ends in DROP, so whatever else is in the builtin chains never decides:
@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..errors import UsageError
-from ..firewall.rules import iptables_cmd
+from ..firewall.rules import DROP_POLICIES, Rule, Table
 
 CHAIN_IN = "VAULT-LOCKDOWN-IN"
 CHAIN_OUT = "VAULT-LOCKDOWN-OUT"
@@ -206,121 +206,9 @@ def make_spec(tunnel: str, endpoints: Iterable[EndpointAddr], *, ssh_port: int |
 # The output
 
 
-@dataclass(frozen=True)
-class Rule:
-    """One `iptables -A CHAIN ...` line. `out_iface`/`in_iface` may start with '!'."""
-
-    chain: str
-    target: str
-    proto: str | None = None
-    src: str | None = None
-    dst: str | None = None
-    in_iface: str | None = None
-    out_iface: str | None = None
-    sport: int | None = None
-    dport: int | None = None
-    ctstate: str | None = None
-    ctdir: str | None = None
-    mark: int | None = None  # -m mark --mark
-    src_type: str | None = None  # -m addrtype --src-type (may start with '!')
-    dst_type: str | None = None  # -m addrtype --dst-type
-    limit_iface_in: bool | None = None  # with dst_type: --limit-iface-in
-    comment: str | None = None
-
-    def args(self) -> list[str]:
-        """The iptables arguments after `-A CHAIN`, in iptables-save order."""
-        out: list[str] = []
-        if self.src:
-            out += ["-s", self.src]
-        if self.dst:
-            out += ["-d", self.dst]
-        for flag, iface in (("-i", self.in_iface), ("-o", self.out_iface)):
-            if iface:
-                out += ["!", flag, iface[1:]] if iface.startswith("!") else [flag, iface]
-        if self.proto:
-            out += ["-p", self.proto]
-            if self.sport is not None or self.dport is not None:
-                out += ["-m", self.proto]
-                if self.sport is not None:
-                    out += ["--sport", str(self.sport)]
-                if self.dport is not None:
-                    out += ["--dport", str(self.dport)]
-        if self.src_type or self.dst_type:
-            out += ["-m", "addrtype"]
-            for flag, value in (("--src-type", self.src_type), ("--dst-type", self.dst_type)):
-                if value:
-                    out += ["!", flag, value[1:]] if value.startswith("!") else [flag, value]
-            if self.limit_iface_in:
-                out += ["--limit-iface-in"]
-        if self.mark is not None:
-            out += ["-m", "mark", "--mark", hex(self.mark)]
-        if self.ctstate:
-            out += ["-m", "conntrack", "--ctstate", self.ctstate]
-            if self.ctdir:
-                out += ["--ctdir", self.ctdir]
-        if self.comment:
-            out += ["-m", "comment", "--comment", f'"{COMMENT_PREFIX}{self.comment}"']
-        return out + ["-j", self.target]
-
-    def command(self, family: int = 4, table: str = "filter") -> str:
-        cmd = iptables_cmd(family) + ("" if table == "filter" else f" -t {table}")
-        return " ".join([cmd, "-A", self.chain, *self.args()])
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> Rule:
-        return cls(**d)
-
-
-@dataclass(frozen=True)
-class TableRules:
-    """One table (filter, or raw) of one family as the lockdown wants it."""
-
-    family: int  # 4 | 6
-    policies: dict[str, str]
-    chains: dict[str, tuple[Rule, ...]]  # our chains, in creation order
-    jumps: tuple[tuple[str, str], ...] = BUILTIN_JUMPS  # (builtin, our chain) at position 1
-    table: str = "filter"
-
-    @property
-    def cmd(self) -> str:
-        """`iptables`, `ip6tables` or `iptables -t raw`: how commands and check items name it."""
-        return iptables_cmd(self.family) + ("" if self.table == "filter" else f" -t {self.table}")
-
-    def commands(self) -> list[str]:
-        """The whole table as iptables commands: what a debug log or `status` shows."""
-        cmd = self.cmd
-        out = [f"{cmd} -N {name}" for name in self.chains]
-        for rules in self.chains.values():
-            out += [r.command(self.family, self.table) for r in rules]
-        out += [f"{cmd} -I {builtin} 1 -j {ours}" for builtin, ours in self.jumps]
-        out += [f"{cmd} -P {chain} {policy}" for chain, policy in self.policies.items()]
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "family": self.family,
-            "policies": dict(self.policies),
-            "chains": {name: [r.to_dict() for r in rules] for name, rules in self.chains.items()},
-            "jumps": [list(j) for j in self.jumps],
-            "table": self.table,
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TableRules:
-        return cls(
-            family=int(d["family"]),
-            policies=dict(d["policies"]),
-            chains={name: tuple(Rule.from_dict(r) for r in rules)
-                    for name, rules in d["chains"].items()},
-            jumps=tuple((str(a), str(b)) for a, b in d["jumps"]),
-            table=str(d.get("table", "filter")),
-        )
-
-
-DROP_POLICIES = {"INPUT": "DROP", "FORWARD": "DROP", "OUTPUT": "DROP"}
+def _note(text: str) -> str:
+    """A rule's comment: what `iptables -L` and `nft list` show next to it."""
+    return COMMENT_PREFIX + text
 
 
 def endpoint_rules(spec: LockdownSpec) -> tuple[Rule, ...]:
@@ -329,9 +217,9 @@ def endpoint_rules(spec: LockdownSpec) -> tuple[Rule, ...]:
     for ep in spec.endpoints:
         note = f"WireGuard endpoint {ep.ip}:{ep.port}"
         out.append(Rule(CHAIN_EP, "ACCEPT", proto="udp", dst=f"{ep.ip}/32", out_iface=ep.iface,
-                        dport=ep.port, mark=spec.fwmark, comment=note))
+                        dport=ep.port, mark=spec.fwmark, comment=_note(note)))
         out.append(Rule(CHAIN_EP, "ACCEPT", proto="udp", src=f"{ep.ip}/32", in_iface=ep.iface,
-                        sport=ep.port, comment=note))
+                        sport=ep.port, comment=_note(note)))
     return tuple(out)
 
 
@@ -342,82 +230,88 @@ def _ssh_rules(spec: LockdownSpec) -> tuple[list[Rule], list[Rule]]:
     # To an address of the interface it comes in by: not to the tunnel address via eth0.
     inbound = [Rule(CHAIN_IN, "ACCEPT", proto="tcp", src=s, dport=spec.ssh_port,
                     dst_type="LOCAL", limit_iface_in=True,
-                    ctstate="NEW,ESTABLISHED", ctdir="ORIGINAL", comment="inbound SSH")
+                    ctstate="NEW,ESTABLISHED", ctdir="ORIGINAL", comment=_note("inbound SSH"))
                for s in sources]
     # Only the replies of inbound SSH: not "anything with source port 22", as the blog had.
     replies = [Rule(CHAIN_OUT, "ACCEPT", proto="tcp", dst=s, sport=spec.ssh_port,
-                    ctstate="ESTABLISHED", ctdir="REPLY", comment="replies to inbound SSH")
+                    ctstate="ESTABLISHED", ctdir="REPLY", comment=_note("replies to inbound SSH"))
                for s in sources]
     return inbound, replies
 
 
-def build_v4(spec: LockdownSpec) -> TableRules:
+def build_v4(spec: LockdownSpec) -> Table:
     t = spec.tunnel
     ssh_in, ssh_out = _ssh_rules(spec)
     dhcp_in = dhcp_out = []
     if spec.allow_dhcp:
         dhcp_out = [Rule(CHAIN_OUT, "ACCEPT", proto="udp", out_iface=i, sport=DHCP_CLIENT_PORT,
-                         dport=DHCP_SERVER_PORT, comment="DHCP") for i in spec.phys_ifaces]
+                         dport=DHCP_SERVER_PORT, comment=_note("DHCP")) for i in spec.phys_ifaces]
         dhcp_in = [Rule(CHAIN_IN, "ACCEPT", proto="udp", in_iface=i, sport=DHCP_SERVER_PORT,
-                        dport=DHCP_CLIENT_PORT, comment="DHCP") for i in spec.phys_ifaces]
+                        dport=DHCP_CLIENT_PORT, comment=_note("DHCP")) for i in spec.phys_ifaces]
     chain_in = [
         Rule(CHAIN_IN, "ACCEPT", in_iface="lo"),
-        Rule(CHAIN_IN, "ACCEPT", in_iface=t, comment="the tunnel"),
+        Rule(CHAIN_IN, "ACCEPT", in_iface=t, comment=_note("the tunnel")),
         Rule(CHAIN_IN, CHAIN_EP),
         *dhcp_in,
         *ssh_in,
-        *(Rule(CHAIN_IN, "ACCEPT", src=c, comment="allowed LAN") for c in spec.allow_lan),
+        *(Rule(CHAIN_IN, "ACCEPT", src=c, comment=_note("allowed LAN")) for c in spec.allow_lan),
         Rule(CHAIN_IN, "DROP"),
     ]
     chain_out = [
         Rule(CHAIN_OUT, "ACCEPT", out_iface="lo"),
-        Rule(CHAIN_OUT, "ACCEPT", out_iface=t, comment="the tunnel"),
+        Rule(CHAIN_OUT, "ACCEPT", out_iface=t, comment=_note("the tunnel")),
         Rule(CHAIN_OUT, CHAIN_EP),
         # DNS only through the tunnel: nothing below (LAN included) may carry a query out.
-        Rule(CHAIN_OUT, "DROP", proto="udp", dport=DNS_PORT, comment="DNS only via the tunnel"),
-        Rule(CHAIN_OUT, "DROP", proto="tcp", dport=DNS_PORT, comment="DNS only via the tunnel"),
+        Rule(CHAIN_OUT, "DROP", proto="udp", dport=DNS_PORT, comment=_note("DNS only via the tunnel")),
+        Rule(CHAIN_OUT, "DROP", proto="tcp", dport=DNS_PORT, comment=_note("DNS only via the tunnel")),
         *dhcp_out,
         *ssh_out,
-        *(Rule(CHAIN_OUT, "ACCEPT", dst=c, comment="allowed LAN") for c in spec.allow_lan),
+        *(Rule(CHAIN_OUT, "ACCEPT", dst=c, comment=_note("allowed LAN")) for c in spec.allow_lan),
         Rule(CHAIN_OUT, "DROP"),
     ]
     chain_fwd: list[Rule] = []
     for iface in spec.forward_from:
         chain_fwd.append(Rule(CHAIN_FWD, "ACCEPT", in_iface=iface, out_iface=t,
-                              comment=f"forward {iface} into the tunnel"))
+                              comment=_note(f"forward {iface} into the tunnel")))
         chain_fwd.append(Rule(CHAIN_FWD, "ACCEPT", in_iface=t, out_iface=iface,
-                              ctstate="RELATED,ESTABLISHED", comment=f"replies to {iface}"))
+                              ctstate="RELATED,ESTABLISHED", comment=_note(f"replies to {iface}")))
     chain_fwd.append(Rule(CHAIN_FWD, "DROP"))
-    return TableRules(
+    return Table(
         family=4,
         policies=dict(DROP_POLICIES),
         chains={CHAIN_IN: tuple(chain_in), CHAIN_OUT: tuple(chain_out),
                 CHAIN_FWD: tuple(chain_fwd), CHAIN_EP: endpoint_rules(spec)},
+        jumps=BUILTIN_JUMPS,
     )
 
 
-def build_v6() -> TableRules:
+def build_v6() -> Table:
     """IPv6: DROP everywhere, loopback included (IPv6 is also switched off by sysctl)."""
-    return TableRules(
+    return Table(
         family=6,
         policies=dict(DROP_POLICIES),
-        chains={name: (Rule(name, "DROP", comment="IPv6 is off"),)
+        chains={name: (Rule(name, "DROP", comment=_note("IPv6 is off")),)
                 for name in (CHAIN_IN, CHAIN_OUT, CHAIN_FWD)},
+        jumps=BUILTIN_JUMPS,
     )
 
 
-def build_raw(spec: LockdownSpec) -> TableRules:
+def build_raw(spec: LockdownSpec) -> Table:
     """raw PREROUTING: the tunnel's addresses are reachable through the tunnel only."""
     rules = tuple(Rule(CHAIN_PRE, "DROP", dst=f"{addr}/32", in_iface=f"!{spec.tunnel}",
-                       src_type="!LOCAL", comment="tunnel address only via the tunnel")
+                       src_type="!LOCAL", comment=_note("tunnel address only via the tunnel"))
                   for addr in spec.tunnel_addresses)
-    return TableRules(family=4, policies={}, chains={CHAIN_PRE: rules}, jumps=RAW_JUMPS,
-                      table="raw")
+    return Table(family=4, policies={}, chains={CHAIN_PRE: rules}, jumps=RAW_JUMPS, table="raw")
 
 
-def build_tables(spec: LockdownSpec) -> list[TableRules]:
+def build_tables(spec: LockdownSpec) -> list[Table]:
     """In commit order: the IPv4 filter table, the IPv4 raw table, the IPv6 filter table."""
     return [build_v4(spec), build_raw(spec), build_v6()]
+
+
+# What build_tables returns, without the rules: the tables (family, name) in commit order, from
+# which a backend names its commits (the apply steps) before there is a spec.
+TABLE_SHAPES = (Table(4, {}, {}), Table(4, {}, {}, table="raw"), Table(6, {}, {}))
 
 
 @dataclass(frozen=True)

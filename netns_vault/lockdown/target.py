@@ -7,22 +7,11 @@ for the caller's own namespace (the real host). Its inode identifies it in the s
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar
 
 from ..errors import SystemFailure
-from ..nsexec import netns_path, run_in_netns
+from ..nsexec import in_target, netns_path
 
-T = TypeVar("T")
-
-
-def in_target(netns: str | None, fn: Callable[..., T], *args: Any) -> T:
-    """fn(*args) in `netns` (a forked child), or right here for the current namespace (None).
-
-    In the child, fn's result travels back as JSON: return lists and dicts, not tuples."""
-    if netns is None:
-        return fn(*args)
-    return run_in_netns(netns, fn, *args)
+__all__ = ["in_target", "ns_inode"]
 
 
 def ns_inode(netns: str | None) -> int:

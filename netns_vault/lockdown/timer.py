@@ -3,17 +3,18 @@
 
 It must outlive the shell that ran `apply`, even a SIGKILLed one, so it is not a thread or a
 child of that process: `spawn` double-forks, the middle process calls setsid() and exits, and
-the grandchild execs `python -m netns_vault.lockdown.timer` in a session of its own (reparented
+the grandchild execs `python -m netns_vault.lockdown.watch` in a session of its own (reparented
 to init; no SIGHUP from the SSH session that dies). It holds an fd of the target namespace, so it
 acts in the namespace the lockdown was applied in even if that namespace's name goes away.
 
+This module starts and stops the watcher; watch.py is the watcher itself (it calls back into
+core.py, which imports this module: two modules, so no import cycle).
 It acts only if the state still carries its token; `confirm` and `revert` clear the token and
 SIGTERM it (after checking /proc/PID/cmdline, since pids are reused).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -21,12 +22,12 @@ import signal
 import sys
 import time
 
-from ..errors import SystemFailure, VaultError
+from ..errors import SystemFailure
 from ..nsexec import netns_path
 
 log = logging.getLogger(__name__)
 
-MODULE = "netns_vault.lockdown.timer"
+MODULE = "netns_vault.lockdown.watch"
 STOP_TIMEOUT = 3.0
 
 
@@ -129,41 +130,3 @@ def stop(pid: int | None, token: str) -> None:
         if _alive(p):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(p, signal.SIGKILL)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=MODULE)
-    parser.add_argument("--state-dir", required=True)
-    parser.add_argument("--token", required=True)
-    parser.add_argument("--deadline", type=float, required=True)
-    parser.add_argument("--netns-fd", type=int)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG,
-                        format="%(asctime)s timer[%(process)d] %(levelname)s %(message)s")
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    netns = f"/proc/self/fd/{args.netns_fd}" if args.netns_fd is not None else None
-    from .core import expire, pending_deadline
-
-    deadline: float | None = args.deadline
-    log.info("waiting until %s for `vault lockdown confirm`",
-             time.strftime("%H:%M:%S", time.localtime(deadline)))
-    while deadline is not None and (left := deadline - time.time()) > 0:
-        time.sleep(min(left, 1.0))
-        # apply moves the deadline once the walls are up, so the full time counts from then
-        deadline = pending_deadline(args.token, state_dir=args.state_dir)
-    if deadline is None:
-        log.info("nothing to do: confirmed, reverted or replaced meanwhile")
-        return 0
-    try:
-        if expire(args.token, netns=netns, state_dir=args.state_dir):
-            log.warning("not confirmed in time: the earlier rules are back")
-        else:
-            log.info("nothing to do: confirmed, reverted or replaced meanwhile")
-    except VaultError as exc:
-        log.error("could not put the earlier rules back: %s", exc)
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

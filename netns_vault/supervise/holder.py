@@ -134,14 +134,14 @@ def holder_needs_healing(provider: DockerHolderProvider, names: VaultNames) -> s
 def rebuild_walls(provider: DockerHolderProvider, names: VaultNames) -> int | None:
     """Point /run/netns/vault-NAME at the holder's new namespace and put the vault's walls
     (IPv6 off, lo up, firewall) in it, before any tunnel. Returns the old namespace's inode."""
-    from ..firewall import rules as fw_rules
+    from ..firewall.backend import DEFAULT
     from ..vault import _prepare_inside
 
     old = namespace.netns_inode(names.netns)
     with state.vault_lock(names.name):
         provider.rebind(names, force=True)  # the old namespace lives on while used
-        v4, v6 = fw_rules.vault_rulesets(names.iface)
-        run_in_netns(names.netns, _prepare_inside, [v4.to_dict(), v6.to_dict()])
+        firewall = (state.read_state(names.name) or {}).get("firewall") or DEFAULT
+        run_in_netns(names.netns, _prepare_inside, names.iface, firewall)  # the recorded backend
     return old
 
 

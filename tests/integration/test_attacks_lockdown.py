@@ -343,23 +343,22 @@ def test_physical_link_flap(lab: Lab) -> None:
 def test_signal_at_each_step_of_lockdown_apply(lab: Lab, step: str, sig: int) -> None:
     _dirty_pre_state(lab)
     before = lab.saved()
-    argv = [PY, "-m", "netns_vault.cli.entry", "lockdown", "apply", "--config", lab.conf,
-            "--netns", lab.host, "--state-dir", lab.state_dir]
-    if step == "timer":
-        argv += ["--confirm-within", "60"]
-    env = {**os.environ, lockdown.PAUSE_AFTER_ENV: step}
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
-                            start_new_session=True, env=env)
+    extra = ["--confirm-within", "60"] if step == "timer" else []
+    action = "sigint" if sig == signal.SIGINT else "sigkill"
+    # The step hook signals the process itself right after `step` (as a terminal's Ctrl-C, or
+    # kill -9 of the job, landing there); its children were forked only within a step.
+    proc = subprocess.Popen(lab.stepper_argv(action, step, *extra), stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True, start_new_session=True)
     lab.procs.append(proc)
     try:
-        assert proc.stderr is not None
-        line = proc.stderr.readline()
-        assert line.strip() == f"paused after {step}", line + proc.stderr.read()
-        os.killpg(proc.pid, sig)  # as a terminal's Ctrl-C, or kill -9 of the whole job
-        code = proc.wait(30)
+        _out, err = proc.communicate(timeout=60)
+        code = proc.returncode
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
+    assert "unknown action" not in err and "not delivered" not in err, err
+    if sig == signal.SIGKILL:
+        assert code == -signal.SIGKILL, err
     assert code != 0
     if sig == signal.SIGINT:  # rolled back at once: fully as before, nothing recorded
         assert lab.saved() == before

@@ -15,7 +15,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
+from netns_vault import ipv6
 from netns_vault.errors import ConfigError, NotFoundError, UsageError
+from netns_vault.firewall.rules import DROP_POLICIES
+from netns_vault.firewall.rules import Table as TableRules
 from netns_vault.lockdown import persist, rules, snapshot, sysctl
 from netns_vault.lockdown.rules import (
     CHAIN_EP,
@@ -26,7 +29,6 @@ from netns_vault.lockdown.rules import (
     KeepPolicy,
     LockdownSpec,
     Rule,
-    TableRules,
     build_v4,
     build_v6,
     make_spec,
@@ -125,7 +127,7 @@ def blog_table(server: str = "198.51.100.1", port: int = 51820, phys: str = "eth
            Rule("OUTPUT", "ACCEPT", proto="tcp", sport=22),
            Rule("OUTPUT", "ACCEPT", proto="udp", dst=f"{server}/32", dport=port, out_iface=phys),
            Rule("OUTPUT", "ACCEPT", out_iface=wg))
-    return TableRules(4, dict(rules.DROP_POLICIES), {"INPUT": inp, "OUTPUT": out}, jumps=())
+    return TableRules(4, dict(DROP_POLICIES), {"INPUT": inp, "OUTPUT": out}, jumps=())
 
 
 # --------------------------------------------------------------------------------------------
@@ -249,7 +251,7 @@ def test_every_chain_ends_in_drop_and_policies_are_drop(s):
         assert table.policies == {"INPUT": "DROP", "FORWARD": "DROP", "OUTPUT": "DROP"}
         for name in (CHAIN_IN, CHAIN_OUT, CHAIN_FWD):
             assert table.chains[name][-1] == Rule(name, "DROP", comment=(
-                "IPv6 is off" if table.family == 6 else None))
+                "netns-vault lockdown: IPv6 is off" if table.family == 6 else None))
 
 
 @settings(max_examples=100, deadline=None)
@@ -413,21 +415,31 @@ def test_state_round_trip_and_atomic_write(tmp_path):
 
 
 def test_snapshot_round_trip():
-    snap = snapshot.Snapshot(b"*filter\n:INPUT ACCEPT [1:2]\nCOMMIT\n", None, {"all": "0"})
+    saved = {"backend": "iptables", "v4": "KmZpbHRlcgpDT01NSVQK", "v6": None}
+    snap = snapshot.Snapshot(saved, {"all": "0"}, {"all.arp_ignore": "0"})
     assert snapshot.Snapshot.from_dict(json.loads(json.dumps(snap.to_dict()))) == snap
+    # a snapshot written before firewall backends (state kept across the upgrade) still reads
+    old = {"v4": saved["v4"], "v6": None, "sysctls": {"all": "0"}, "arp": {"all.arp_ignore": "0"}}
+    assert snapshot.Snapshot.from_dict(old) == snap
+
+
+def test_table_shapes_name_the_tables_build_tables_makes():
+    got = [(t.family, t.table, t.step) for t in rules.build_tables(spec())]
+    assert got == [(t.family, t.table, t.step) for t in rules.TABLE_SHAPES]
+    assert [t.step for t in rules.TABLE_SHAPES] == ["iptables", "iptables-raw", "ip6tables"]
 
 
 def test_sysctl_restore_writes_all_then_default_then_interfaces(tmp_path, monkeypatch):
     for name in ("all", "default", "eth0", "lo"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "disable_ipv6").write_text("1\n")
-    monkeypatch.setattr(sysctl, "CONF_DIR", str(tmp_path))
+    monkeypatch.setattr(ipv6, "CONF_DIR", str(tmp_path))
     order = []
-    real_write = sysctl.write
-    monkeypatch.setattr(sysctl, "write", lambda n, v: (order.append(n), real_write(n, v)))
-    sysctl.restore({"lo": "0", "eth0": "1", "default": "0", "all": "1", "gone0": "0"})
+    real_write = ipv6.write
+    monkeypatch.setattr(ipv6, "write", lambda n, v: (order.append(n), real_write(n, v)))
+    ipv6.restore({"lo": "0", "eth0": "1", "default": "0", "all": "1", "gone0": "0"})
     assert order == ["all", "default", "eth0", "lo"]
-    assert sysctl.read_all() == {"all": "1", "default": "0", "eth0": "1", "lo": "0"}
+    assert ipv6.read_all() == {"all": "1", "default": "0", "eth0": "1", "lo": "0"}
 
 
 def test_arp_hardening_and_restore(tmp_path, monkeypatch):

@@ -1,5 +1,8 @@
-"""Before the wall goes up: every A record of every peer endpoint, and the interface to each.
+"""Peer endpoints to addresses: the one home for it (the vault, the lockdown, the Docker gateway).
 
+`resolve_peers(cfg)`: one address per peer, in this namespace, now (the vault resolves on the host:
+the vault itself has no DNS but the tunnel). `resolve_all(hosts, netns)`: every IPv4 address of
+every endpoint (the lockdown's wall must admit each), and `route_ifaces`: the interface to each.
 Both are asked in the target namespace. For a named namespace the lookup sees the files of
 /etc/netns/NAME/ in place of /etc/ (resolv.conf, hosts, ...), as `ip netns exec` would, in a
 private mount namespace of the helper child only.
@@ -13,9 +16,9 @@ import os
 import socket
 from typing import Any
 
-from ..errors import SystemFailure, UsageError
-from ..nsexec import CLONE_NEWNS, libc, unshare
-from .target import in_target
+from .config import WgConfig
+from .errors import SystemFailure, UsageError
+from .nsexec import CLONE_NEWNS, in_target, libc, unshare
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +52,34 @@ def _lookup(hosts: list[list[Any]], etc_dir: str | None) -> list[list[str]]:
         _use_etc_netns(etc_dir)
     out = []
     for host, port in hosts:
-        try:
-            infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
-        except socket.gaierror as exc:
-            raise SystemFailure(f"endpoint {host}:{port} does not resolve ({exc.strerror}); "
-                                "nothing was changed") from None
-        ips = {str(info[4][0]) for info in infos}
+        ips = set(lookup(host, port, socket.AF_INET))
         out.append(sorted(ips, key=socket.inet_aton))
+    return out
+
+
+def lookup(host: str, port: int, family: int = socket.AF_UNSPEC) -> list[str]:
+    """The addresses of host (IPv4 first, in the resolver's order), or SystemFailure."""
+    try:
+        infos = socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+    except socket.gaierror as exc:
+        raise SystemFailure(f"endpoint {host}:{port} does not resolve ({exc.strerror}); "
+                            "nothing was changed") from None
+    infos.sort(key=lambda info: info[0] != socket.AF_INET)  # IPv4 first (a stable sort)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def resolve_peers(cfg: WgConfig) -> list[tuple[str, int] | None]:
+    """Each peer's endpoint as (address, port), here and now; None for a peer without one.
+    A name gives its first address, IPv4 preferred."""
+    out: list[tuple[str, int] | None] = []
+    for peer in cfg.peers:
+        ep = peer.endpoint
+        if ep is None:
+            out.append(None)
+        elif ep.is_literal:
+            out.append((ep.host, ep.port))
+        else:
+            out.append((lookup(ep.host, ep.port)[0], ep.port))
     return out
 
 
