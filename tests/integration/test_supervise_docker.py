@@ -157,7 +157,7 @@ def test_joined_container_keeps_fetching_across_a_dockerd_restart(
             first_ok = min(r[1] for r in oks if r[1] >= int(back))
             print(f"\ndockerd restart: dockerd away for {back - t0:.1f} s; the app fetched "
                   f"through the tunnel again {healed_at - back:.1f} s after dockerd answered "
-                  f"(its log: first ok at +{first_ok - back:.0f} s); "
+                  f"(its log, 1 s resolution: first ok in second {first_ok - int(back):+d}); "
                   f"leaks {len(leaks)} of {len(cap.packets)} packets captured; "
                   f"{sum(r[0] == 'fail' for r in rows)} failed fetches in the app's log")
             print("\n".join(ln for ln in sup.lines if "vault" in ln)[-3000:])
