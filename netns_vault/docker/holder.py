@@ -86,7 +86,6 @@ class DockerHolderProvider:
         Each change registers its undo on `rb`. ConflictError if the container or the namespace
         already exists; SystemFailure if Docker is unreachable or the holder does not start.
         """
-        import docker
 
         if os.path.lexists(names.netns_path):
             raise ConflictError(f"network namespace {names.netns} already exists")
@@ -99,9 +98,35 @@ class DockerHolderProvider:
             )
         image = ensure_holder_image(client)
 
+        container = self._create_container(names, image, dns_servers, dns_search)
+        cid = container.id
+        rb.push(f"docker rm -f {names.container}", lambda: self._remove_container(cid))
+
+        log.debug("docker start %s", names.container)
+        self._api(f"starting holder container {names.container}", container.start)
+        pid = self._wait_running(container, names)
+
+        # Undo first: an interrupt may land after the bind but before it returns. (No namespace
+        # of that name existed: checked above, and by `up` under the vault's lock.)
+        rb.guarded(
+            f"ip netns attach {names.netns} {pid}",
+            lambda: namespace.bind_netns_of_pid(pid, names.netns),
+            lambda: namespace.remove_netns(names.netns),
+        )
+        # The holder must not have been restarted between reading its pid and binding it.
+        if namespace.netns_inode(names.netns) != procfs.netns_inode(pid):
+            raise SystemFailure(
+                f"holder {names.container} changed while binding its namespace (pid {pid} gone)"
+            )
+
+    def _create_container(self, names: VaultNames, image: str, dns_servers: list[str],
+                          dns_search: list[str]) -> Any:
+        """`docker create` the holder: no network but lo, every capability dropped."""
+        import docker
+
         log.debug("docker create --name %s --network none %s", names.container, image)
         try:
-            container = client.containers.create(
+            container = self.client.containers.create(
                 image,
                 name=names.container,
                 detach=True,
@@ -123,25 +148,7 @@ class DockerHolderProvider:
             raise SystemFailure(
                 f"creating holder container {names.container}: {_explain(exc)}"
             ) from exc
-        cid = container.id
-        rb.push(f"docker rm -f {names.container}", lambda: self._remove_container(cid))
-
-        log.debug("docker start %s", names.container)
-        self._api(f"starting holder container {names.container}", container.start)
-        pid = self._wait_running(container, names)
-
-        # Undo first: an interrupt may land after the bind but before it returns. (No namespace
-        # of that name existed: checked above, and by `up` under the vault's lock.)
-        rb.guarded(
-            f"ip netns attach {names.netns} {pid}",
-            lambda: namespace.bind_netns_of_pid(pid, names.netns),
-            lambda: namespace.remove_netns(names.netns),
-        )
-        # The holder must not have been restarted between reading its pid and binding it.
-        if namespace.netns_inode(names.netns) != procfs.netns_inode(pid):
-            raise SystemFailure(
-                f"holder {names.container} changed while binding its namespace (pid {pid} gone)"
-            )
+        return container
 
     def _wait_running(self, container: Any, names: VaultNames, timeout: float = 10.0) -> int:
         deadline = time.monotonic() + timeout
