@@ -71,6 +71,9 @@ class Peer:
     allowed_ips: tuple[IPNetwork, ...] = ()
     persistent_keepalive: int | None = None  # None or 0 = off
     line: int = 0  # line of the [Peer] header, for later messages
+    # `# netns-vault: FallbackEndpoint = host:port` lines (a comment to wg-quick): where
+    # `vault supervise` turns, in order, when the handshake goes stale.
+    fallback_endpoints: tuple[Endpoint, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -353,7 +356,11 @@ _PEER_KEYS = _table_of(
     _Key("Endpoint", _endpoint),
     _Key("AllowedIPs", _allowed_ips, repeatable=True, may_be_empty=True),
     _Key("PersistentKeepalive", _off_or_uint("PersistentKeepalive", 65535)),
+    _Key("FallbackEndpoint", lambda v, ctx: (_endpoint(v, ctx),), repeatable=True),  # only as a `# netns-vault:` line
 )
+# Keys that are only read from a `# netns-vault: Key = Value` comment (wg-quick ignores them).
+_DIRECTIVE_KEYS = {"fallbackendpoint"}
+_DIRECTIVE_RE = re.compile(r"[ \t]*#[ \t]*netns-vault:(.*)")
 
 _SECTIONS = {"interface": ("Interface", _INTERFACE_KEYS), "peer": ("Peer", _PEER_KEYS)}
 
@@ -394,7 +401,17 @@ def _read_sections(text: str, ctx: _Ctx) -> list[_Section]:
     # line numbers disagree with every editor.
     for number, raw in enumerate(text.removeprefix("\ufeff").split("\n"), start=1):
         ctx.line = number
+        directive = _DIRECTIVE_RE.fullmatch(raw.rstrip("\r"))
         line = raw.split("#", 1)[0].strip(_SPACE)  # wg-quick: '#' starts a comment anywhere
+        if directive:
+            line = directive.group(1).strip(_SPACE)
+            if line.partition("=")[0].strip(_SPACE).lower() not in _DIRECTIVE_KEYS:
+                ctx.fail("unknown `# netns-vault:` directive (known: FallbackEndpoint)")
+            if not sections or sections[-1].kind != "Peer":
+                ctx.fail("`# netns-vault: FallbackEndpoint` belongs in a [Peer] section")
+        elif line.partition("=")[0].strip(_SPACE).lower() in _DIRECTIVE_KEYS:
+            ctx.fail("FallbackEndpoint goes in a comment: `# netns-vault: FallbackEndpoint = ...`"
+                     " (wg-quick would refuse the plain key)")
         if not line:
             continue
         if line.startswith("["):
@@ -428,6 +445,7 @@ def _build_peer(section: _Section, ctx: _Ctx) -> Peer:
         allowed_ips=v.get("AllowedIPs", ()),
         persistent_keepalive=v.get("PersistentKeepalive"),
         line=section.line,
+        fallback_endpoints=v.get("FallbackEndpoint", ()),
     )
 
 

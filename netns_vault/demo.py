@@ -354,13 +354,9 @@ class Demo:
 
     def _step_vault(self) -> StepGen:
         world = self._world()
-        assert self._config_path is not None
-        cfg = load_config(self._config_path)
+        cfg = self._config()
         yield f"vault up {self.name} (in {world.host_ns})"
-        t_up = time.monotonic()
-        with deferred_signals():
-            self.up_info = run_in_netns(world.host_ns, _up_here, self.name, cfg)
-        up_s = time.monotonic() - t_up
+        self.up_info, up_s = self._timed_in_host(_up_here, cfg)
         yield "waiting for the first WireGuard handshake"
         t0 = time.monotonic()
         when = vault.wait_for_handshake(self.name, HANDSHAKE_TIMEOUT)
@@ -513,13 +509,9 @@ class Demo:
 
     def _step_reloaded(self) -> StepGen:
         world = self._world()
-        assert self._config_path is not None
-        cfg = load_config(self._config_path)
+        cfg = self._config()
         yield f"vault reload {self.name} (in {world.host_ns})"
-        t0 = time.monotonic()
-        with deferred_signals():
-            info = run_in_netns(world.host_ns, _reload_here, self.name, cfg)
-        reload_s = time.monotonic() - t0
+        info, reload_s = self._timed_in_host(_reload_here, cfg)
         yield "waiting for the handshake"
         when = vault.wait_for_handshake(self.name, HANDSHAKE_TIMEOUT)
         url = f"http://{sandbox.WEB_NAME}/"
@@ -601,6 +593,19 @@ class Demo:
                                         f"{'GOT THROUGH: ' if p.got_through else 'failed: '}"
                                         f"{p.detail}")
                 for p in probes]
+
+    def _config(self) -> Any:
+        assert self._config_path is not None
+        return load_config(self._config_path)
+
+    def _timed_in_host(self, fn: Callable[[str, Any], dict[str, Any]],
+                       cfg: Any) -> tuple[dict[str, Any], float]:
+        """fn(name, cfg) in the world's host namespace, signals deferred meanwhile: its result
+        and the seconds it took."""
+        t0 = time.monotonic()
+        with deferred_signals():
+            out = run_in_netns(self._world().host_ns, fn, self.name, cfg)
+        return out, time.monotonic() - t0
 
     def _world(self) -> sandbox.World:
         if self.world is None:

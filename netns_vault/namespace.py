@@ -98,3 +98,9 @@ def pids_in_netns(name_or_path: str) -> list[int]:
 
 def process_name(pid: int) -> str:
     return procfs.command_line(pid)
+
+
+def pids_in_netns_inode(inode: int) -> list[int]:
+    """Every process (but this one) whose network namespace has this inode: works even after the
+    namespace's path was unbound or mounted over."""
+    return procfs.pids_in_netns(inode)

@@ -26,6 +26,7 @@ if [ "${1:-}" = "--tests" ]; then
     packages+=(dbus-daemon libglib2.0-bin firefox-esr xvfb x11-apps)
     packages+=(desktop-file-utils)   # menu-entry tests (gio comes with libglib2.0-bin)
     packages+=(podman)   # tests/integration/test_podman_vault.py
+    packages+=(systemd)  # systemd-analyze verify of the units `vault enable`/`attach-unit` write
 fi
 
 missing=()

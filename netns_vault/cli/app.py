@@ -163,12 +163,28 @@ def _bytes(n: int) -> str:
     return str(n)
 
 
+def _supervisor_view(name: str) -> dict | None:
+    """What `vault supervise` says of the vault (None when it is not supervised)."""
+    from ..supervise import runstate
+
+    return runstate.read_view(name)
+
+
+def _describe(view: dict | None) -> str:
+    from ..supervise import runstate
+
+    text = runstate.describe(view)
+    return f"{text} (pid {view['pid']})" if view else text
+
+
 @app.command("ls")
 def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the vaults that are up."""
     rows = vault.list_vaults()
+    for row in rows:
+        row["supervisor"] = _supervisor_view(row["name"])
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -177,10 +193,12 @@ def list_cmd(
         return
     from rich.table import Table
 
-    table = Table("name", "driver", "address", "endpoint", "handshake", "rx / tx", "processes")
+    table = Table("name", "driver", "address", "endpoint", "handshake", "rx / tx", "processes",
+                  "supervisor")
     for row in rows:
         if "error" in row:
-            table.add_row(esc(row["name"]), "?", "?", "?", "?", "?", esc(row["error"]))
+            table.add_row(esc(row["name"]), "?", "?", "?", "?", "?", esc(row["error"]),
+                          esc(_describe(row["supervisor"])))
             continue
         peers = row.get("peers", [])
         table.add_row(
@@ -188,7 +206,7 @@ def list_cmd(
             esc(", ".join(p.get("resolved") or p.get("endpoint") or "-" for p in peers)),
             ", ".join(_ago(p["last_handshake"]) for p in peers),
             ", ".join(f"{_bytes(p['rx_bytes'])} / {_bytes(p['tx_bytes'])}" for p in peers),
-            str(len(row["processes"])),
+            str(len(row["processes"])), esc(_describe(row["supervisor"])),
         )
     out.print(table)
 
@@ -200,6 +218,7 @@ def status(
 ) -> None:
     """Show one vault."""
     info = vault.status(name)
+    info["supervisor"] = _supervisor_view(info["name"])
     if as_json:
         print(json.dumps(info, indent=2))
         return
@@ -212,6 +231,7 @@ def status(
                   f"{esc(p.get('resolved') or p.get('endpoint'))}")
         out.print(f"  handshake {_ago(p['last_handshake'])}, rx {_bytes(p['rx_bytes'])}, "
                   f"tx {_bytes(p['tx_bytes'])}")
+    out.print(f"  supervisor {esc(_describe(info['supervisor']))}")
     out.print(f"  processes {len(info['processes'])}")
     for proc in info["processes"]:
         out.print(f"    {proc['pid']} {esc(proc['command'])}")
@@ -248,6 +268,11 @@ SUBAPPS = {  # command -> (module, kind): mounted only when needed, they cost ev
     "allow": ("netns_vault.cli.allow", "register"),
     "deny": ("netns_vault.cli.allow", "register"),
     "desktop": ("netns_vault.cli.desktop", "typer"),
+    "supervise": ("netns_vault.cli.supervise", "register"),
+    "enable": ("netns_vault.cli.supervise", "register"),
+    "disable": ("netns_vault.cli.supervise", "register"),
+    "attach-unit": ("netns_vault.cli.supervise", "register"),
+    "detach-unit": ("netns_vault.cli.supervise", "register"),
 }
 SUBAPP_HELP = {"lockdown": "The host-wide kill switch.",
                "docker": "Docker containers through a vault.",

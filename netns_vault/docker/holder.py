@@ -9,11 +9,12 @@ and see only what the vault gives them: `lo` and the WireGuard interface.
 The holder's DNS settings (dns, dns_search) are the ones containers joining it get: Docker copies
 the holder's resolv.conf into every container that uses its network.
 
-Limitation (see `rebind`): the namespace is the holder *process's*. When Docker restarts the holder
-(daemon restart, host reboot, `docker restart`), the new process gets a new, empty namespace: the
-WireGuard interface, addresses, routes and firewall of the vault are not in it. Containers Docker
-restarts with it join that empty namespace and have no network at all (fail closed) until the vault
-is set up again; `rebind` only moves /run/netns/vault-NAME to the new namespace.
+The namespace is the holder *process's*. When Docker restarts the holder (daemon restart, host
+reboot, `docker restart`), the new process gets a new, empty namespace: the WireGuard interface,
+addresses, routes and firewall of the vault are not in it, so containers in it have no network at
+all (fail closed). `vault supervise` (what `vault enable --docker` runs) heals that: `rebind` moves
+/run/netns/vault-NAME to the new namespace, then the supervisor rebuilds the walls and the tunnel
+there (netns_vault/supervise/holder.py).
 
 The `docker` SDK is imported only inside functions (the `vault run` path must not load it).
 """

@@ -1,7 +1,7 @@
 """Apply and read back a Ruleset with python-iptables (legacy xtables).
 
 python-iptables acts on the namespace of the calling process, so these functions are meant to run
-in a child forked into the vault's namespace (nsexec.run_in_netns); `apply_in_netns` does that.
+in a child forked into the vault's namespace: callers run them there with nsexec.run_in_netns.
 Each family's filter table is replaced in ONE commit: the policies and the rules change together,
 so there is never a moment with the policies open.
 """

@@ -18,7 +18,7 @@ from ..finding import Finding
 from ..finding import Finding as Invariant
 from .checks import check
 from .install import StepHook, resolve_endpoints
-from .lifecycle import RELOAD_STEPS, UP_STEPS, UpResult, reload_tunnel, up
+from .lifecycle import RELOAD_STEPS, UP_STEPS, UpResult, is_up, reload_tunnel, up
 from .provider import PROVIDERS, NamespaceProvider, PlainNamespace, provider_for
 from .status import last_handshake, list_vaults, status, up_names, wait_for_handshake
 from .teardown import DOWN_STEPS, DownResult, down
@@ -37,6 +37,7 @@ __all__ = [
     "UpResult",
     "check",
     "down",
+    "is_up",
     "last_handshake",
     "list_vaults",
     "provider_for",

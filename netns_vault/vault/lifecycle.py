@@ -104,7 +104,8 @@ class _UpRun(TunnelRun):
 
 
 def up(name: str, cfg: WgConfig | str, driver_choice: str = "auto",
-       provider_kind: str = "netns", on_step: StepHook | None = None) -> UpResult:
+       provider_kind: str = "netns", on_step: StepHook | None = None,
+       provider: NamespaceProvider | None = None) -> UpResult:
     """Create vault NAME from a config (parsed, or a path to parse). Returns once the vault is
     ready (not handshaken).
 
@@ -112,15 +113,17 @@ def up(name: str, cfg: WgConfig | str, driver_choice: str = "auto",
     driver choice and the provider kind (UsageError), then the config. Any failure, or Ctrl-C,
     before the vault is complete undoes every step done so far and raises (KeyboardInterrupt
     stays KeyboardInterrupt). Ctrl-C after it is complete raises InterruptedAfterChange: the
-    vault is up. `on_step(name)` runs after each step of UP_STEPS.
+    vault is up. `on_step(name)` runs after each step of UP_STEPS. A `provider` given (one
+    already connected, as the supervisor's) is used instead of one of `provider_kind`.
     """
     names = VaultNames.of(name)
     check_driver_choice(driver_choice)
-    provider_kind = check_kind(provider_kind)
+    if provider is None:
+        check_kind(provider_kind)
     if isinstance(cfg, str):
         cfg = load_config(cfg)
     driver = select_driver(driver_choice)
-    provider = provider_for(provider_kind)
+    provider = provider or provider_for(provider_kind)
     rb = Rollback()
     try:
         with state.vault_lock(names.name) as lock:
@@ -208,14 +211,16 @@ class _ReloadRun(TunnelRun):
         state.write_state(self.names.name, self.record)
 
 
-def _is_up(names: VaultNames) -> dict | None:
+def is_up(names: VaultNames) -> dict | None:
+    """The vault's state record when it is up (state and namespace), else None."""
     record = state.read_state(names.name)
     return record if record is not None and namespace.netns_exists(names.netns) else None
 
 
 def reload_tunnel(name: str, cfg: WgConfig | str | None = None,
                   driver_choice: str | None = None,
-                  on_step: StepHook | None = None) -> UpResult:
+                  on_step: StepHook | None = None,
+                  endpoints: Endpoints | None = None) -> UpResult:
     """Tear down and re-create only the tunnel of vault NAME, in the namespace it already has.
 
     The namespace (and so every process and container in it) is never touched: programs see the
@@ -223,27 +228,29 @@ def reload_tunnel(name: str, cfg: WgConfig | str | None = None,
     With no `cfg`, the config file recorded at `up` is read again (a str is a path to read). A
     failure (or Ctrl-C) once the old tunnel is gone removes the half-made new one: the vault is
     left without a tunnel (it fails closed) until the next `reload`. `on_step(name)` runs after
-    each of RELOAD_STEPS.
+    each of RELOAD_STEPS. `endpoints` (resolved already) skips resolving the config's.
     """
     names = VaultNames.of(name)
     if driver_choice is not None:
         check_driver_choice(driver_choice)
     if isinstance(cfg, str):
         cfg = load_config(cfg)
-    if _is_up(names) is None:  # before locking: a vault that is not up gets no lock file
+    if is_up(names) is None:  # before locking: a vault that is not up gets no lock file
         raise NotFoundError(f"no vault named {name!r} is up")
     rb = Rollback()
     run: _ReloadRun | None = None
     try:
         with state.vault_lock(names.name) as lock:
-            record = _is_up(names)
+            record = is_up(names)
             if record is None:
                 lock.remove_lock = True
                 raise NotFoundError(f"no vault named {name!r} is up")
             cfg = cfg or load_config(record["config_path"])
             old = TunnelHandle.from_dict(record["tunnel"])
             driver = select_driver(driver_choice) if driver_choice else get_driver(old.driver)
-            run = _ReloadRun(names, cfg, driver, rb, resolve_endpoints(cfg), record)
+            if endpoints is None:  # `vault supervise` passes the addresses it knows work
+                endpoints = resolve_endpoints(cfg)
+            run = _ReloadRun(names, cfg, driver, rb, endpoints, record)
             with rb:
                 run_steps(run, RELOAD_STEPS, on_step, f"reload {names.name}")
                 rb.commit()

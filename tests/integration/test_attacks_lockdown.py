@@ -8,7 +8,7 @@ control: the same attack, same capture, without the lockdown (or with the hole t
 seen leaking. Counts are printed (`pytest -s`) as "ATTACK-COUNT name: ..." for the issue's note.
 
 Attack tooling (DHCP server/client, scapy probes, RAs, link flaps, spoofing resolver):
-netns_vault/sandbox_attacks.py.
+netns_vault/sandbox/attacks.py.
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ import pytest
 
 from netns_vault import lockdown
 from netns_vault import sandbox as sb
-from netns_vault import sandbox_attacks as atk
 from netns_vault.errors import CheckFailed, UsageError
 from netns_vault.lockdown.state import Store
 from netns_vault.nsexec import run_in_netns
+from netns_vault.sandbox import attacks as atk
 
 from .test_lockdown import GW, HOST, PY, Lab, _dirty_pre_state, lab  # noqa: F401
 

@@ -5,7 +5,7 @@ Each test is named after its attack, captures on the host's physical link with t
 packet before it claims there is none. The attacks themselves are real: a DHCP server and client
 (TunnelVision), a hostile LAN (TunnelCrack LocalNet), a spoofing resolver plus a relay
 (TunnelCrack ServerIP), raw probe frames (CVE-2019-14899), router advertisements, link flaps.
-The tools are in netns_vault/sandbox_attacks.py. Each test prints `LEAKS <attack>: N`.
+The tools are in netns_vault/sandbox/attacks.py. Each test prints `LEAKS <attack>: N`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ import time
 import pytest
 
 from netns_vault import sandbox
-from netns_vault import sandbox_attacks as attacks
 from netns_vault.names import VaultNames
 from netns_vault.nsexec import run_in_netns
+from netns_vault.sandbox import attacks
 
 from ..conftest import VAULT
 

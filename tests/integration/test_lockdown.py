@@ -146,7 +146,7 @@ class Lab:
         assert res.returncode == 0, f"iptables {' '.join(args)}: {res.stderr}"
 
     def sysctl(self, values: dict[str, str]) -> None:
-        run_in_netns(self.host, sb._write_proc_sys, values)
+        run_in_netns(self.host, sb.write_proc_sys, values)
 
     def popen(self, ns: str, argv: list[str], **kw) -> subprocess.Popen:
         proc = sb.ns_popen(ns, argv, stdout=subprocess.PIPE, text=True, **kw)

@@ -57,7 +57,7 @@ def _world_leftovers(world: sb.World, pids: list[int]) -> list[str]:
 
 
 def _world_pids(world: sb.World) -> list[int]:
-    return [p.pid for p in (world._server_proc, world._dns_proc, world._web_proc) if p]
+    return [p.pid for p in (world.server, world.dns, world.web) if p.pid]
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +118,7 @@ def test_start_failure_rolls_back(monkeypatch: pytest.MonkeyPatch) -> None:
     def boom() -> None:
         raise SystemFailure("injected")
 
-    monkeypatch.setattr(w, "_wait_web", boom)
+    monkeypatch.setattr(w.web, "wait", boom)
     with pytest.raises(SystemFailure, match="injected"):
         w.start()
     assert not w.started

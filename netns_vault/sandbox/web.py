@@ -2,7 +2,7 @@
 
 Run inside the world's "isp" namespace::
 
-    python -m netns_vault.sandbox_web --bind 203.0.113.80 --port 80 [--log FILE]
+    python -m netns_vault.sandbox.web --bind 203.0.113.80 --port 80 [--log FILE]
 
 `GET /json` answers ``{"client": ..., "port": ..., "path": ..., "host": ...}``; every other GET
 answers ``client=ADDR\\n`` as plain text. With ``--log``, one JSON line per request is appended
@@ -69,7 +69,7 @@ class EchoServer(ThreadingHTTPServer):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="netns_vault.sandbox_web")
+    parser = argparse.ArgumentParser(prog="netns_vault.sandbox.web")
     parser.add_argument("--bind", default="203.0.113.80")
     parser.add_argument("--port", type=int, default=80)
     parser.add_argument("--log", default=None, help="append one JSON line per request here")

@@ -1,4 +1,4 @@
-"""Attack tooling for the closed test world (netns_vault/sandbox.py): the published attacks on
+"""Attack tooling for the closed test world (netns_vault/sandbox/): the published attacks on
 VPN clients, done for real inside the world and nowhere else.
 
 What it offers (all of it runs in the world's namespaces; nothing touches the root namespace):
@@ -25,7 +25,7 @@ What it offers (all of it runs in the world's namespaces; nothing touches the ro
   program in the host namespace with /etc/resolv.conf pointing at it (a private bind mount, so
   the machine's own resolv.conf is never touched).
 
-The packet work runs as `python -m netns_vault.sandbox_attacks COMMAND JSON` under nsenter, so
+The packet work runs as `python -m netns_vault.sandbox.attacks COMMAND JSON` under nsenter, so
 scapy is imported only in that short-lived process, inside the right namespace.
 """
 
@@ -44,8 +44,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import SystemFailure, UsageError
-from .sandbox import (
+from ..errors import SystemFailure, UsageError
+from ..nsexec import netns_path
+from .layout import (
     BUSYBOX,
     DNSMASQ,
     GATEWAY,
@@ -56,17 +57,12 @@ from .sandbox import (
     UPLINK_PREFIXLEN,
     WEB_ADDR,
     WEB_PORT,
-    _tail,
-    _wait_until,
-    clean_env,
-    netns_path,
-    ns_popen,
-    ns_run,
-    stop_process,
 )
+from .namespaces import clean_env, ip, ns_popen, ns_run
+from .processes import stop_process, tail, wait_until
 
 if TYPE_CHECKING:
-    from .sandbox import World
+    from .world import World
 
 PROBE_KINDS = ("icmp", "syn", "synack", "ack", "rst", "udp", "arp")
 TUNNELVISION_ROUTES = (("0.0.0.0/1", GATEWAY), ("128.0.0.0/1", GATEWAY))
@@ -74,27 +70,20 @@ RA_PREFIX = "2001:db8:1::/64"
 RA_ROUTER_ADDR = "2001:db8:1::1"  # put on the isp's up0 while IPv6 is on
 
 
-def _ip(ns: str, *args: str, check: bool = True) -> str:
-    res = ns_run(ns, ["ip", *args], timeout=10)
-    if check and res.returncode != 0:
-        raise SystemFailure(f"ip {' '.join(args)} in {ns}: {res.stderr.strip()}")
-    return res.stdout
-
-
 def link_mac(ns: str, iface: str) -> str:
     """The MAC address of `iface` in `ns`."""
-    info = json.loads(_ip(ns, "-j", "link", "show", "dev", iface))
+    info = json.loads(ip(ns, "-j", "link", "show", "dev", iface))
     return str(info[0]["address"])
 
 
 def routes(ns: str, family: str = "-4") -> list[str]:
     """`ip route` of `ns`, one route a line."""
-    return [line.strip() for line in _ip(ns, family, "route").splitlines() if line.strip()]
+    return [line.strip() for line in ip(ns, family, "route").splitlines() if line.strip()]
 
 
 def route_get(ns: str, addr: str) -> str:
     """`ip route get ADDR` in `ns` (the route the kernel would use)."""
-    return _ip(ns, "route", "get", addr).strip()
+    return ip(ns, "route", "get", addr).strip()
 
 
 def _set_sysctls(ns: str, values: dict[str, str]) -> dict[str, str]:
@@ -156,9 +145,9 @@ class DhcpServer:
                 self._proc = ns_popen(self.world.isp_ns, argv, stdout=errf,
                                       stderr=subprocess.STDOUT)
             proc = self._proc
-            _wait_until(lambda: "DHCP, IP range" in _tail(self.log_path, 4000), 5.0,
+            wait_until(lambda: "DHCP, IP range" in tail(self.log_path, 4000), 5.0,
                         "DHCP server", alive=lambda: proc.poll() is None,
-                        details=lambda: _tail(os.path.join(self._dir or "", "stderr")))
+                        details=lambda: tail(os.path.join(self._dir or "", "stderr")))
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -173,7 +162,7 @@ class DhcpServer:
 
     def acks(self) -> int:
         """DHCPACKs sent so far."""
-        return _tail(self.log_path, 1 << 20).count("DHCPACK(")
+        return tail(self.log_path, 1 << 20).count("DHCPACK(")
 
 
 # The client's script: what a distribution's DHCP client script does with a lease, option 121
@@ -241,7 +230,7 @@ class DhcpClient:
         return self
 
     def _addrs(self) -> set[str]:
-        info = json.loads(_ip(self.world.host_ns, "-4", "-j", "addr", "show", "dev", self.iface))
+        info = json.loads(ip(self.world.host_ns, "-4", "-j", "addr", "show", "dev", self.iface))
         return {f"{a['local']}/{a['prefixlen']}" for i in info for a in i.get("addr_info", [])}
 
     @property
@@ -252,10 +241,10 @@ class DhcpClient:
         host = self.world.host_ns
         for dst, gw in self.pushed_routes:
             if dst != "default":
-                _ip(host, "route", "del", dst, "via", gw, "dev", self.iface, check=False)
+                ip(host, "route", "del", dst, "via", gw, "dev", self.iface, check=False)
         for addr in self._addrs() - self._addrs_before:
-            _ip(host, "addr", "del", addr, "dev", self.iface, check=False)
-        _ip(host, "route", "replace", "default", "via", GATEWAY, "dev", self.iface, check=False)
+            ip(host, "addr", "del", addr, "dev", self.iface, check=False)
+        ip(host, "route", "replace", "default", "via", GATEWAY, "dev", self.iface, check=False)
         if self._dir:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -316,79 +305,26 @@ def probe_address(world: World, target: str, *, count: int = 3, wait: float = 1.
 
 def _probe_main(spec: dict[str, Any]) -> dict[str, Any]:
     sc = _scapy()
-    ARP = sc.ARP
-    ICMP = sc.ICMP
-    IP = sc.IP
-    TCP = sc.TCP
-    UDP = sc.UDP
-    AsyncSniffer = sc.AsyncSniffer
-    Ether = sc.Ether
-    IPerror = sc.IPerror
-    get_if_hwaddr = sc.get_if_hwaddr
-    sendp = sc.sendp
-
-    iface, src, target = spec["iface"], spec["src"], spec["target"]
-    dst_mac, count, port = spec["dst_mac"], spec["count"], spec["port"]
-    my_mac = get_if_hwaddr(iface)
+    iface, count = spec["iface"], spec["count"]
+    my_mac = sc.get_if_hwaddr(iface)
     base_port = 40000 + os.getpid() % 10000
     # each kind gets its own source port (TCP/UDP) or ICMP id, so replies can be told apart
     tag = {k: base_port + 10 * i for i, k in enumerate(PROBE_KINDS)}
-    flags = {"syn": "S", "synack": "SA", "ack": "A", "rst": "R"}
-    eth = Ether(src=my_mac, dst=dst_mac)
-    frames = []
-    for kind in spec["kinds"]:
-        for i in range(count):
-            if kind == "arp":
-                frames.append(Ether(src=my_mac, dst="ff:ff:ff:ff:ff:ff")
-                              / ARP(op=1, hwsrc=my_mac, psrc=src, pdst=target))
-            elif kind == "icmp":
-                frames.append(eth / IP(src=src, dst=target) / ICMP(id=tag[kind], seq=i))
-            elif kind == "udp":
-                frames.append(eth / IP(src=src, dst=target)
-                              / UDP(sport=tag[kind] + i, dport=port) / b"probe")
-            else:
-                frames.append(eth / IP(src=src, dst=target)
-                              / TCP(sport=tag[kind] + i, dport=port, flags=flags[kind],
-                                    seq=1000 + i, ack=5000 if "A" in flags[kind] else 0))
+    frames = _probe_frames(sc, spec, my_mac, tag)
     by_port = {tag[k] + i: k for k in PROBE_KINDS for i in range(count)}
 
-    def kind_of(pkt: Any) -> str | None:
-        if pkt.haslayer(ARP):
-            arp = pkt[ARP]
-            return "arp" if arp.op == 2 and arp.psrc == target else None
-        if not pkt.haslayer(IP) or pkt[Ether].src == my_mac:
-            return None
-        ip = pkt[IP]
-        if pkt.haslayer(IPerror):  # an ICMP error quoting something we sent
-            inner = pkt[IPerror]
-            if inner.dst != target:
-                return None
-            if ip.src != target:  # e.g. a redirect from a forwarding host: not the target
-                return "from-other"
-            if inner.proto == 1:
-                return "icmp"
-            sport = getattr(inner.payload, "sport", None)
-            return by_port.get(sport, "other") if sport is not None else "other"
-        if ip.src != target:
-            return None
-        if pkt.haslayer(ICMP):
-            return "icmp"
-        if pkt.haslayer(TCP) or pkt.haslayer(UDP):
-            return by_port.get(pkt.payload.payload.dport, "other")
-        return "other"
-
-    sniffer = AsyncSniffer(iface=iface, store=True)
+    sniffer = sc.AsyncSniffer(iface=iface, store=True)
     sniffer.start()
     time.sleep(0.3)  # let the socket bind before the first probe
     for frame in frames:
-        sendp(frame, iface=iface, verbose=False)
+        sc.sendp(frame, iface=iface, verbose=False)
         time.sleep(0.01)
     time.sleep(spec["wait"])
     captured = sniffer.stop() or []
     counts = {k: 0 for k in spec["kinds"]}
     replies, others = [], []
     for pkt in captured:
-        kind = kind_of(pkt)
+        kind = _reply_kind(sc, pkt, spec["target"], my_mac, by_port)
         if kind == "from-other":
             others.append(pkt.summary())
         elif kind is not None:
@@ -396,6 +332,58 @@ def _probe_main(spec: dict[str, Any]) -> dict[str, Any]:
             replies.append(f"{kind}: {pkt.summary()}")
     sent = {k: count for k in spec["kinds"]}
     return {"sent": sent, "counts": counts, "replies": replies, "others": others}
+
+
+def _probe_frames(sc: Any, spec: dict[str, Any], my_mac: str, tag: dict[str, int]) -> list[Any]:
+    """`count` frames of each kind in spec["kinds"], from (my_mac, src) to (dst_mac, target)."""
+    src, target, port = spec["src"], spec["target"], spec["port"]
+    flags = {"syn": "S", "synack": "SA", "ack": "A", "rst": "R"}
+    eth = sc.Ether(src=my_mac, dst=spec["dst_mac"])
+    frames = []
+    for kind in spec["kinds"]:
+        for i in range(spec["count"]):
+            if kind == "arp":
+                frames.append(sc.Ether(src=my_mac, dst="ff:ff:ff:ff:ff:ff")
+                              / sc.ARP(op=1, hwsrc=my_mac, psrc=src, pdst=target))
+            elif kind == "icmp":
+                frames.append(eth / sc.IP(src=src, dst=target) / sc.ICMP(id=tag[kind], seq=i))
+            elif kind == "udp":
+                frames.append(eth / sc.IP(src=src, dst=target)
+                              / sc.UDP(sport=tag[kind] + i, dport=port) / b"probe")
+            else:
+                frames.append(eth / sc.IP(src=src, dst=target)
+                              / sc.TCP(sport=tag[kind] + i, dport=port, flags=flags[kind],
+                                       seq=1000 + i, ack=5000 if "A" in flags[kind] else 0))
+    return frames
+
+
+def _reply_kind(sc: Any, pkt: Any, target: str, my_mac: str,
+                by_port: dict[int, str]) -> str | None:
+    """Which probe kind `pkt` answers (None: not a reply from `target`; "from-other": an ICMP
+    error about a probe, sent by some other address)."""
+    if pkt.haslayer(sc.ARP):
+        arp = pkt[sc.ARP]
+        return "arp" if arp.op == 2 and arp.psrc == target else None
+    if not pkt.haslayer(sc.IP) or pkt[sc.Ether].src == my_mac:
+        return None
+    sender = pkt[sc.IP].src
+    if pkt.haslayer(sc.IPerror):  # an ICMP error quoting something we sent
+        inner = pkt[sc.IPerror]
+        if inner.dst != target:
+            return None
+        if sender != target:  # e.g. a redirect from a forwarding host: not the target
+            return "from-other"
+        if inner.proto == 1:
+            return "icmp"
+        sport = getattr(inner.payload, "sport", None)
+        return by_port.get(sport, "other") if sport is not None else "other"
+    if sender != target:
+        return None
+    if pkt.haslayer(sc.ICMP):
+        return "icmp"
+    if pkt.haslayer(sc.TCP) or pkt.haslayer(sc.UDP):
+        return by_port.get(pkt.payload.payload.dport, "other")
+    return "other"
 
 
 # --- IPv6 router advertisements ----------------------------------------------------------------
@@ -411,7 +399,7 @@ def host_ipv6(world: World, accept_ra: str = "2") -> Iterator[None]:
     try:
         old_isp = _set_sysctls(world.isp_ns, isp_keys)
         old_host = _set_sysctls(world.host_ns, host_keys)
-        _ip(world.isp_ns, "-6", "addr", "add", f"{RA_ROUTER_ADDR}/64", "dev", ISP_UPLINK_IFACE,
+        ip(world.isp_ns, "-6", "addr", "add", f"{RA_ROUTER_ADDR}/64", "dev", ISP_UPLINK_IFACE,
             "nodad")
         yield
     finally:
@@ -423,7 +411,7 @@ def host_ipv6(world: World, accept_ra: str = "2") -> Iterator[None]:
 
 def host_global_ipv6(world: World, iface: str = HOST_UPLINK_IFACE) -> list[str]:
     """Global IPv6 addresses on the host's `iface` (what SLAAC made of an RA)."""
-    info = json.loads(_ip(world.host_ns, "-6", "-j", "addr", "show", "dev", iface, "scope",
+    info = json.loads(ip(world.host_ns, "-6", "-j", "addr", "show", "dev", iface, "scope",
                           "global"))
     return [a["local"] for i in info for a in i.get("addr_info", []) if "local" in a]
 
@@ -469,13 +457,13 @@ def flap_link(ns: str, iface: str, down_for: float = 0.5,
               restore: Sequence[Sequence[str]] = ()) -> None:
     """`ip link set IFACE down`, wait, `up`, then re-run each `ip` command in `restore` (the
     kernel drops routes through a link that goes down; a network manager puts them back)."""
-    _ip(ns, "link", "set", "dev", iface, "down")
+    ip(ns, "link", "set", "dev", iface, "down")
     try:
         time.sleep(down_for)
     finally:
-        _ip(ns, "link", "set", "dev", iface, "up")
+        ip(ns, "link", "set", "dev", iface, "up")
         for args in restore:
-            _ip(ns, *args, check=False)
+            ip(ns, *args, check=False)
 
 
 def flap_host_uplink(world: World, down_for: float = 0.5) -> None:
@@ -483,7 +471,7 @@ def flap_host_uplink(world: World, down_for: float = 0.5) -> None:
     flap_link(world.host_ns, HOST_UPLINK_IFACE, down_for,
               restore=[("route", "replace", "default", "via", GATEWAY, "dev",
                         HOST_UPLINK_IFACE)])
-    _ip(world.host_ns, "addr", "replace", f"{HOST_ADDR}/{UPLINK_PREFIXLEN}", "dev",
+    ip(world.host_ns, "addr", "replace", f"{HOST_ADDR}/{UPLINK_PREFIXLEN}", "dev",
         HOST_UPLINK_IFACE, check=False)
 
 
@@ -609,9 +597,9 @@ def spoofed_resolver(world: World, name: str, addr: str,
         with open(os.path.join(d, "stderr"), "wb") as errf:
             proc = ns_popen(world.isp_ns, argv, stdout=errf, stderr=subprocess.STDOUT)
         p = proc
-        _wait_until(lambda: "started" in _tail(os.path.join(d, "dns.log"), 4000), 5.0,
+        wait_until(lambda: "started" in tail(os.path.join(d, "dns.log"), 4000), 5.0,
                     "spoofing resolver", alive=lambda: p.poll() is None,
-                    details=lambda: _tail(os.path.join(d, "stderr")))
+                    details=lambda: tail(os.path.join(d, "stderr")))
         time.sleep(0.1)
         yield conf
     finally:
@@ -636,7 +624,7 @@ def with_resolv_conf(ns: str, resolv_conf: str, argv: Sequence[str]) -> list[str
 
 # --- the tool process -------------------------------------------------------------------------
 def _tool_argv(command: str, spec: dict[str, Any]) -> list[str]:
-    return [sys.executable, "-m", "netns_vault.sandbox_attacks", command, json.dumps(spec)]
+    return [sys.executable, "-m", "netns_vault.sandbox.attacks", command, json.dumps(spec)]
 
 
 def _run_tool(ns: str, command: str, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -651,7 +639,7 @@ _COMMANDS = {"probe": _probe_main, "ra": _ra_main, "prober": _prober_main}
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) != 2 or argv[0] not in _COMMANDS:
-        print(f"usage: python -m netns_vault.sandbox_attacks {{{','.join(_COMMANDS)}}} JSON",
+        print(f"usage: python -m netns_vault.sandbox.attacks {{{','.join(_COMMANDS)}}} JSON",
               file=sys.stderr)
         return 2
     result = _COMMANDS[argv[0]](json.loads(argv[1]))
