@@ -21,7 +21,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import UsageError
-from .rules import CheckItem, Rule, Table
+from ..finding import Finding
+from .rules import Rule, Table
 
 StepHook = Callable[[str], object]
 
@@ -35,7 +36,7 @@ class FirewallBackend(Protocol):
 
     def apply(self, tables: list[Table], after: StepHook | None = None) -> list[str]: ...
 
-    def inspect(self, tables: list[Table]) -> list[CheckItem]: ...
+    def inspect(self, tables: list[Table]) -> list[Finding]: ...
 
     def swap_chain(self, family: int, chain: str, rules: list[Rule]) -> list[str]: ...
 

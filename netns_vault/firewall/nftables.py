@@ -24,7 +24,8 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import SystemFailure, UsageError
-from .rules import CheckItem, LiveTable, Rule, Table, compare_table
+from ..finding import Finding
+from .rules import LiveTable, Rule, Table, compare_table
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +166,7 @@ class NftablesBackend:
             return None
         return run([{"list": {"table": {"family": FAMILY, "name": TABLE}}}])
 
-    def inspect(self, tables: list[Table]) -> list[CheckItem]:
+    def inspect(self, tables: list[Table]) -> list[Finding]:
         _cmds, want = table_cmds(tables)
         t4 = next(t for t in tables if t.family == 4)
         shape = Table(4, dict(t4.policies), {c: t4.chains.get(c, ()) for c in HOOKS},
@@ -173,11 +174,11 @@ class NftablesBackend:
         label = f"nft {FAMILY} {TABLE}"
         data = self.read()
         if data is None:
-            return [CheckItem(label, False, "missing")]
+            return [Finding(label, False, "missing")]
         listed = run([{"list": {"tables": {}}}]).get("nftables", [])
         others = [f"{o['table']['family']} {o['table']['name']}" for o in listed
                   if "table" in o and (o["table"]["family"], o["table"]["name"]) != (FAMILY, TABLE)]
-        owned = [CheckItem("nft tables", not others, f"also {', '.join(others)} (expected only "
+        owned = [Finding("nft tables", not others, f"also {', '.join(others)} (expected only "
                            f"{FAMILY} {TABLE})" if others else f"only {FAMILY} {TABLE}")]
         live = LiveTable({}, {})
         by_hook = {v: k for k, v in HOOKS.items()}

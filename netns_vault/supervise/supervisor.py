@@ -142,7 +142,7 @@ class Supervisor:
         from .. import vault
 
         names = self.names
-        record = vault._is_up(names)
+        record = vault.is_up(names)
         if self.o.config:
             self.cfg = load_config(self.o.config)
         elif record is not None:
@@ -160,7 +160,7 @@ class Supervisor:
                               provider=provider)
             self.emit(f"up (namespace {result.netns}, {result.driver} driver, "
                       f"via {', '.join(result.endpoints) or 'no endpoint'})")
-            record = vault._is_up(names) or {}
+            record = vault.is_up(names) or {}
         else:
             self.emit("already up; supervising it")
         resolved = []
@@ -362,11 +362,12 @@ class Supervisor:
                 sum(p.tx_bytes for p in stats.peers))
 
     def _nudge(self) -> None:
-        from .. import vault
+        from ..vault import inside
+        from ..vault.status import nudge_target
 
         with contextlib.suppress(Exception):
-            run_in_netns(self.names.netns, vault._nudge,
-                         vault._nudge_target(state.read_state(self.names.name) or {}))
+            run_in_netns(self.names.netns, inside.nudge,
+                         nudge_target(state.read_state(self.names.name) or {}))
 
     def _fresh_handshake(self) -> None:
         """Give WireGuard fresh peers (same keys and endpoints) and a datagram to send: a new

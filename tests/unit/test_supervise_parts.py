@@ -7,7 +7,7 @@ import os
 import socket
 import time
 
-from netns_vault import state
+from netns_vault import paths
 from netns_vault.config import parse_config
 from netns_vault.keys import generate_private_key, public_key
 from netns_vault.supervise import notify, supervisor
@@ -53,7 +53,7 @@ class Clocks:
 
 def test_resume_from_suspend_nudges_a_handshake_at_once(tmp_path, monkeypatch):
     # Only the two clock readings are injected; the supervisor's state file goes to a temp dir.
-    monkeypatch.setattr(state, "STATE_DIR", str(tmp_path))
+    monkeypatch.setattr(paths, "STATE_DIR", str(tmp_path))
     monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
     clocks, lines = Clocks(), []
     sup = supervisor.Supervisor(supervisor.Options(name="susp1"), emit=lines.append,
