@@ -20,7 +20,7 @@ def named_tests() -> list[tuple[str, str]]:
         proof = line.split("|")[-2]
         for part in re.split(r";\s*(?=[VLI]::|tests/)", proof):
             part = part.strip()
-            m = re.match(r"(tests/[\w/]+\.py)::`?(test_\w+)", part)
+            m = re.match(r"`?(tests/[\w/]+\.py)::`?(test_\w+)", part)
             if m:
                 out.append((m.group(1), m.group(2)))
                 continue
