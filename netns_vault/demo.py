@@ -36,24 +36,30 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import namespace, sandbox, state, vault
+from . import namespace, paths, sandbox, state, vault
 from .config import load_config
 from .errors import ConflictError, NotFoundError, SystemFailure, VaultError
+from .finding import Finding
 from .names import VaultNames
 from .nsexec import run_in_netns
+from .rollback import held_interrupts
 
 log = logging.getLogger(__name__)
 
 DEMO_NAME = "demo"
 WORLD_PREFIX = "demo"
 # Not NAME.json: state.state_names() would list a *.json file as a vault called "demo-world".
-KEEP_RECORD = os.path.join(state.STATE_DIR, "demo.world")
+KEEP_RECORD_NAME = "demo.world"  # in paths.STATE_DIR
+
+
+def keep_record() -> str:
+    """Where a kept demo (`vault demo --keep`) is recorded."""
+    return os.path.join(paths.STATE_DIR, KEEP_RECORD_NAME)
 
 PROBE_TIMEOUT = 2.0  # each probe that must fail gives up after this
 HANDSHAKE_TIMEOUT = 10.0
@@ -74,20 +80,12 @@ INSTALL_HINT = "apt-get install wireguard-go dnsmasq-base tcpdump curl busybox-s
 
 
 @dataclass
-class Fact:
-    """One measured line under a step: `ok` says whether it is what the step expects."""
-
-    ok: bool
-    text: str
-
-
-@dataclass
 class StepResult:
     key: str
     title: str
     ok: bool
     summary: str  # one line for the summary table
-    facts: list[Fact] = field(default_factory=list)
+    facts: list[Finding] = field(default_factory=list)
     figures: dict[str, Any] = field(default_factory=dict)
     elapsed: float = 0.0
 
@@ -138,34 +136,10 @@ class KeptDemo:
 # Signals
 
 
-@contextlib.contextmanager
-def deferred_signals(signums: tuple[int, ...] = (signal.SIGINT, signal.SIGTERM)) -> Iterator[None]:
-    """Hold SIGINT/SIGTERM for the duration; re-deliver the first one afterwards.
-
-    Used around each change to the system so an interrupt never lands half-way through one.
-    Only the main thread can set handlers; elsewhere this does nothing.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    pending: list[int] = []
-
-    def hold(signum: int, _frame: object) -> None:
-        pending.append(signum)
-
-    # A signal ignored on entry (SIGINT of a background job) stays ignored.
-    old = {s: signal.signal(s, hold) for s in signums
-           if signal.getsignal(s) is not signal.SIG_IGN}
-    try:
-        yield
-    except BaseException:
-        for s, handler in old.items():
-            signal.signal(s, handler)
-        raise  # already unwinding: the teardown comes anyway
-    for s, handler in old.items():
-        signal.signal(s, handler)
-    if pending:
-        signal.raise_signal(pending[0])
+def deferred_signals() -> contextlib.AbstractContextManager[list[int]]:
+    """Hold SIGINT/SIGTERM around a change to the system so an interrupt never lands half-way
+    through one; the first one is delivered once the change is done."""
+    return held_interrupts((signal.SIGINT, signal.SIGTERM), redeliver=True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,12 +217,12 @@ def _demo_names_in_use(name: str) -> list[str]:
     found = []
     if namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path):
         found.append(names.netns_path)
-    if os.path.exists(os.path.join(state.STATE_DIR, f"{name}.json")):
-        found.append(os.path.join(state.STATE_DIR, f"{name}.json"))
+    if os.path.exists(os.path.join(paths.STATE_DIR, f"{name}.json")):
+        found.append(os.path.join(paths.STATE_DIR, f"{name}.json"))
     if os.path.lexists(names.etc_dir):
         found.append(names.etc_dir)
-    if os.path.exists(KEEP_RECORD):
-        found.append(KEEP_RECORD)
+    if os.path.exists(keep_record()):
+        found.append(keep_record())
     return found
 
 
@@ -259,13 +233,13 @@ def preflight(name: str = DEMO_NAME) -> None:
     missing = sandbox.missing_tools()
     if missing:
         raise SystemFailure(f"vault demo needs {', '.join(missing)}: {INSTALL_HINT}")
-    if not os.path.exists("/dev/net/tun"):
-        raise SystemFailure("vault demo needs /dev/net/tun for its WireGuard server "
+    if not os.path.exists(paths.TUN_DEVICE):
+        raise SystemFailure(f"vault demo needs {paths.TUN_DEVICE} for its WireGuard server "
                             "(modprobe tun)")
     in_use = _demo_names_in_use(name)
     if in_use:
         hint = ("a kept demo is up: `vault demo --teardown` removes it"
-                if os.path.exists(KEEP_RECORD) else
+                if os.path.exists(keep_record()) else
                 f"`vault down {name}` removes that vault")
         raise ConflictError(f"a vault named {name!r} already exists ({', '.join(in_use)}); "
                             f"{hint}")
@@ -345,7 +319,7 @@ class Demo:
                         break
                     yield StepProgress(key, message)
             except VaultError as exc:
-                result = StepResult(key, title, False, str(exc), [Fact(False, str(exc))])
+                result = StepResult(key, title, False, str(exc), [Finding.fact(False, str(exc))])
                 result.elapsed = time.monotonic() - t0
                 self.results.append(result)
                 yield StepFinished(result)
@@ -368,11 +342,11 @@ class Demo:
             self._config_path = world.write_client_config(
                 os.path.join(world.tmpdir or "/nonexistent", f"{self.name}.conf"))
         facts = [
-            Fact(True, f"simulated internet {world.isp_ns}: WireGuard server "
+            Finding.fact(True, f"simulated internet {world.isp_ns}: WireGuard server "
                        f"{sandbox.ENDPOINT_ADDR}:{sandbox.ENDPOINT_PORT}, DNS "
                        f"{sandbox.DNS_ADDR} ({sandbox.WEB_NAME} → {sandbox.WEB_ADDR}), "
                        f"web {sandbox.WEB_URL}"),
-            Fact(True, f"simulated host {world.host_ns}: eth0 {sandbox.HOST_ADDR}, default "
+            Finding.fact(True, f"simulated host {world.host_ns}: eth0 {sandbox.HOST_ADDR}, default "
                        f"via {sandbox.GATEWAY}; nothing is linked to this machine's network"),
         ]
         return StepResult("world", "", True, f"world {world.id}", facts,
@@ -392,15 +366,15 @@ class Demo:
         bad = [i for i in invariants if not i.ok]
         info = self.up_info
         facts = [
-            Fact(True, f"vault up in {up_s:.1f} s: namespace {info['netns']} with only lo and "
+            Finding.fact(True, f"vault up in {up_s:.1f} s: namespace {info['netns']} with only lo and "
                        f"{info['ifname']} ({info['driver']} driver), address "
                        f"{', '.join(info['addresses'])}, endpoint {', '.join(info['endpoints'])}"),
-            Fact(when is not None, f"handshake after {shake:.1f} s" if when is not None else
+            Finding.fact(when is not None, f"handshake after {shake:.1f} s" if when is not None else
                  f"no handshake within {HANDSHAKE_TIMEOUT:g} s"),
-            Fact(not bad, f"vault check {self.name}: {len(invariants) - len(bad)}/"
+            Finding.fact(not bad, f"vault check {self.name}: {len(invariants) - len(bad)}/"
                           f"{len(invariants)} invariants hold"),
         ]
-        facts += [Fact(False, f"{i.name}: {i.detail}") for i in bad]
+        facts += [Finding.fact(False, f"{i.name}: {i.detail}") for i in bad]
         ok = when is not None and not bad
         return StepResult("vault", "", ok, f"{info['driver']} driver, handshake "
                           f"{shake:.1f} s, {len(invariants) - len(bad)}/{len(invariants)} "
@@ -415,9 +389,9 @@ class Demo:
         body = res.stdout.strip()
         seen = body.removeprefix("client=") if body.startswith("client=") else None
         ok = res.returncode == 0 and seen == TUNNEL_ADDR
-        facts = [Fact(ok, f"vault run -n {self.name} -- curl {sandbox.WEB_URL}  →  "
+        facts = [Finding.fact(ok, f"vault run -n {self.name} -- curl {sandbox.WEB_URL}  →  "
                           f"{body or res.stderr.strip() or f'exit {res.returncode}'}"),
-                 Fact(ok, f"the web server saw {seen or 'nothing'}: the tunnel address "
+                 Finding.fact(ok, f"the web server saw {seen or 'nothing'}: the tunnel address "
                           f"{TUNNEL_ADDR}, not the host's {sandbox.HOST_ADDR}")]
         return StepResult("page", "", ok, f"server saw {seen or 'nothing'}", facts,
                           {"address_seen": seen})
@@ -432,9 +406,9 @@ class Demo:
         clients = sorted({client for client, asked in queries if asked == qname})
         body = res.stdout.strip()
         ok = clients == [TUNNEL_ADDR] and res.returncode == 0 and body == f"client={TUNNEL_ADDR}"
-        facts = [Fact(res.returncode == 0, f"vault run -n {self.name} -- curl {url}  →  "
+        facts = [Finding.fact(res.returncode == 0, f"vault run -n {self.name} -- curl {url}  →  "
                                            f"{body or res.stderr.strip()}"),
-                 Fact(clients == [TUNNEL_ADDR],
+                 Finding.fact(clients == [TUNNEL_ADDR],
                       f"dnsmasq logged the query for {qname} from "
                       f"{', '.join(clients) or 'nobody'} (the tunnel address is {TUNNEL_ADDR})")]
         return StepResult("dns", "", ok, f"dnsmasq saw {', '.join(clients) or 'nothing'}",
@@ -458,14 +432,14 @@ class Demo:
         blocked = sum(not p.got_through for p in probes)
         facts = self._probe_facts(probes)
         facts += [
-            Fact(not leaks, f"tcpdump on the host's eth0: {len(leaks)} leaked packets "
+            Finding.fact(not leaks, f"tcpdump on the host's eth0: {len(leaks)} leaked packets "
                             f"({len(wg)} encrypted WireGuard packets to "
                             f"{ENDPOINT[0]}:{ENDPOINT[1]}, which carry nothing readable)"),
-            Fact(seen > 0 and direct.ok,
+            Finding.fact(seen > 0 and direct.ok,
                  f"control: curl {sandbox.WEB_URL} from the host itself  →  {direct_body}; "
                  f"a capture on the same link saw {seen} packets of it, so 0 above means 0"),
         ]
-        facts += [Fact(False, f"leaked: {p}") for p in leaks[:5]]
+        facts += [Finding.fact(False, f"leaked: {p}") for p in leaks[:5]]
         ok = blocked == len(probes) and not leaks and seen > 0 and direct.ok
         return StepResult("killed", "", ok, f"{blocked}/{len(probes)} probes blocked, "
                           f"{len(leaks)} leaked; control saw {seen}", facts,
@@ -493,17 +467,17 @@ class Demo:
                    f"went quiet ({waited:.0f} s so far)")
         recovered = time.monotonic() - t_up
         ok = body == want
-        facts = [Fact(ok, f"traffic flows again {recovered:.1f} s after the server came back: "
+        facts = [Finding.fact(ok, f"traffic flows again {recovered:.1f} s after the server came back: "
                           f"curl {sandbox.WEB_URL}  →  {body or 'nothing'}"
                           if ok else f"no traffic within {RECOVERY_TIMEOUT:g} s")]
         if ok:
             yield f"vault run -n {self.name} -- curl http://{sandbox.WEB_NAME}/"
             named = self._vault_run(curl_argv(f"http://{sandbox.WEB_NAME}/", 5))
             named_ok = named.returncode == 0 and named.stdout.strip() == want
-            facts.append(Fact(named_ok, f"vault run -n {self.name} -- curl "
+            facts.append(Finding.fact(named_ok, f"vault run -n {self.name} -- curl "
                                         f"http://{sandbox.WEB_NAME}/  →  "
                                         f"{named.stdout.strip() or named.stderr.strip()}"))
-            facts.append(Fact(True, "nothing was done to the vault: WireGuard re-handshook "
+            facts.append(Finding.fact(True, "nothing was done to the vault: WireGuard re-handshook "
                                     "on its own"))
             ok = named_ok
         return StepResult("restored", "", ok, f"flowing again after {recovered:.1f} s"
@@ -521,12 +495,12 @@ class Demo:
             probes = self._probe_all()
         leaks = outbound_leaks(cap)
         blocked = sum(not p.got_through for p in probes)
-        facts = [Fact(links == ["lo"], f"interfaces left in {self.names.netns}: "
+        facts = [Finding.fact(links == ["lo"], f"interfaces left in {self.names.netns}: "
                                        f"{', '.join(links)} (no route out at all)")]
         facts += self._probe_facts(probes)
-        facts.append(Fact(not leaks, f"tcpdump on the host's eth0: {len(leaks)} leaked "
+        facts.append(Finding.fact(not leaks, f"tcpdump on the host's eth0: {len(leaks)} leaked "
                                      "packets"))
-        facts += [Fact(False, f"leaked: {p}") for p in leaks[:5]]
+        facts += [Finding.fact(False, f"leaked: {p}") for p in leaks[:5]]
         ok = links == ["lo"] and blocked == len(probes) and not leaks
         return StepResult("deleted", "", ok, f"{blocked}/{len(probes)} probes blocked, "
                           f"{len(leaks)} leaked", facts,
@@ -546,12 +520,12 @@ class Demo:
         body = res.stdout.strip()
         ok = when is not None and res.returncode == 0 and body == f"client={TUNNEL_ADDR}"
         facts = [
-            Fact(True, f"vault reload {self.name}: {info['ifname']} re-created in "
+            Finding.fact(True, f"vault reload {self.name}: {info['ifname']} re-created in "
                        f"{reload_s:.1f} s ({info['driver']} driver); the namespace, and "
                        "whatever runs in it, stayed"),
-            Fact(when is not None, "handshake done" if when is not None else
+            Finding.fact(when is not None, "handshake done" if when is not None else
                  f"no handshake within {HANDSHAKE_TIMEOUT:g} s"),
-            Fact(ok, f"vault run -n {self.name} -- curl {url}  →  "
+            Finding.fact(ok, f"vault run -n {self.name} -- curl {url}  →  "
                      f"{body or _last_line(res.stderr) or f'exit {res.returncode}'}"),
         ]
         return StepResult("reloaded", "", ok, f"reloaded in {reload_s:.1f} s, server saw "
@@ -614,8 +588,8 @@ class Demo:
         return sorted(out, key=lambda p: order.index(p.what))
 
     @staticmethod
-    def _probe_facts(probes: list[Probe]) -> list[Fact]:
-        return [Fact(not p.got_through, f"{p.what:12} {p.command}  →  "
+    def _probe_facts(probes: list[Probe]) -> list[Finding]:
+        return [Finding.fact(not p.got_through, f"{p.what:12} {p.command}  →  "
                                         f"{'GOT THROUGH: ' if p.got_through else 'failed: '}"
                                         f"{p.detail}")
                 for p in probes]
@@ -656,7 +630,7 @@ class Demo:
             atexit.unregister(world.stop)  # the world outlives us; `vault demo --teardown` ends it
             self.world = None
             self._torn_down = True
-        return KeptDemo(world.id, world.host_ns, list(world.namespaces), KEEP_RECORD)
+        return KeptDemo(world.id, world.host_ns, list(world.namespaces), keep_record())
 
     def teardown(self) -> list[str]:
         """Undo everything the demo made. Idempotent; returns the problems (also logged)."""
@@ -704,21 +678,21 @@ def _down_vault(name: str, host_ns: str | None) -> list[str]:
 
 def _write_record(record: dict[str, Any]) -> None:
     state.ensure_dir()
-    tmp = f"{KEEP_RECORD}.tmp{os.getpid()}"
+    tmp = f"{keep_record()}.tmp{os.getpid()}"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(record, f, indent=2)
-    os.rename(tmp, KEEP_RECORD)
+    os.rename(tmp, keep_record())
 
 
 def kept_record() -> dict[str, Any] | None:
     try:
-        with open(KEEP_RECORD) as f:
+        with open(keep_record()) as f:
             data = json.load(f)
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
-        raise SystemFailure(f"{KEEP_RECORD} is unreadable ({exc}); remove it by hand") from None
+        raise SystemFailure(f"{keep_record()} is unreadable ({exc}); remove it by hand") from None
     return data if isinstance(data, dict) else None
 
 
@@ -727,7 +701,7 @@ def _world_namespaces(record: dict[str, Any]) -> list[str]:
     a teardown must never remove something else)."""
     world = str(record.get("world", ""))
     if not (world.startswith(WORLD_PREFIX) and world.isalnum()):
-        raise SystemFailure(f"{KEEP_RECORD} names world {world!r}, not a demo world")
+        raise SystemFailure(f"{keep_record()} names world {world!r}, not a demo world")
     return [f"{world}-{part}" for part in ("isp", "host", "lan")]
 
 
@@ -738,7 +712,7 @@ def teardown_kept() -> list[str]:
     record = kept_record()
     name = str((record or {}).get("vault", DEMO_NAME))
     if record is None:
-        raise NotFoundError(f"no kept demo ({KEEP_RECORD} does not exist)")
+        raise NotFoundError(f"no kept demo ({keep_record()} does not exist)")
     done: list[str] = []
     problems: list[str] = []
     with deferred_signals():
@@ -769,7 +743,7 @@ def teardown_kept() -> list[str]:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(sock)
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(KEEP_RECORD)
+            os.unlink(keep_record())
         state.cleanup_dir()
     if problems:
         raise SystemFailure("the kept demo is down, with problems: " + "; ".join(problems))

@@ -12,10 +12,16 @@ import contextlib
 import os
 import shutil
 
+from . import paths
+
 HOST_NSSWITCH = "/etc/nsswitch.conf"
 # Present while /etc/netns exists because a vault made it: the last vault down removes it then,
 # whichever vault that is.
-MADE_MARKER = "/run/netns-vault/etc-netns.made"
+MADE_MARKER_NAME = "etc-netns.made"  # in paths.STATE_DIR
+
+
+def made_marker() -> str:
+    return os.path.join(paths.STATE_DIR, MADE_MARKER_NAME)
 
 # Sources that resolve names through a daemon outside the vault.
 _LEAKY_HOST_SOURCES = {"resolve", "mdns", "mdns4", "mdns6", "mdns_minimal", "mdns4_minimal",
@@ -62,11 +68,12 @@ def nsswitch_conf_text(host_text: str | None) -> str:
 
 
 def write_dns_files(etc_dir: str, servers: list[str], search: list[str],
-                    marker: str = MADE_MARKER) -> bool:
+                    marker: str | None = None) -> bool:
     """Create etc_dir with resolv.conf and nsswitch.conf. Fails if etc_dir already exists.
 
     Returns whether the parent (/etc/netns) had to be created; then `marker` records it.
     """
+    marker = marker or made_marker()
     parent = os.path.dirname(etc_dir)
     made_parent = not os.path.isdir(parent)
     if made_parent:  # the marker first: an interrupt between the two leaves nothing unowned
@@ -87,7 +94,8 @@ def write_dns_files(etc_dir: str, servers: list[str], search: list[str],
     return made_parent
 
 
-def remove_dns_files(etc_dir: str, marker: str = MADE_MARKER) -> None:
+def remove_dns_files(etc_dir: str, marker: str | None = None) -> None:
+    marker = marker or made_marker()
     shutil.rmtree(etc_dir, ignore_errors=True)
     if os.path.exists(marker):  # a vault made /etc/netns: remove it once nothing lives there
         try:

@@ -18,11 +18,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from . import paths
+
 log = logging.getLogger(__name__)
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21
-TUN_DEVICE = "/dev/net/tun"
 WIREGUARD_GO_FIX = "apt-get install wireguard-go"
 RESOLVER_DIRS = {"/run/systemd/resolve": "systemd-resolved", "/run/nscd": "nscd"}
 # What `vault demo` (the closed world) needs besides the vault itself -> the Debian package.
@@ -207,20 +208,20 @@ def _tun_check() -> Check:
     name = "TUN device"
     why = "wireguard-go needs it"
     try:
-        st = os.stat(TUN_DEVICE)
+        st = os.stat(paths.TUN_DEVICE)
     except OSError:
-        return Check(name, False, False, f"{TUN_DEVICE} does not exist ({why})",
-                     "modprobe tun (in a container: --device /dev/net/tun)")
+        return Check(name, False, False, f"{paths.TUN_DEVICE} does not exist ({why})",
+                     f"modprobe tun (in a container: --device {paths.TUN_DEVICE})")
     if not stat.S_ISCHR(st.st_mode):
-        return Check(name, False, False, f"{TUN_DEVICE} is not a character device",
-                     f"rm {TUN_DEVICE}; mknod {TUN_DEVICE} c 10 200")
+        return Check(name, False, False, f"{paths.TUN_DEVICE} is not a character device",
+                     f"rm {paths.TUN_DEVICE}; mknod {paths.TUN_DEVICE} c 10 200")
     try:
-        fd = os.open(TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
+        fd = os.open(paths.TUN_DEVICE, os.O_RDWR | os.O_CLOEXEC)
         os.close(fd)
     except OSError as exc:
-        return Check(name, False, False, f"{TUN_DEVICE}: {exc.strerror} ({why})",
-                     "run it as root; in a container: --device /dev/net/tun")
-    return Check(name, True, False, f"{TUN_DEVICE} opens")
+        return Check(name, False, False, f"{paths.TUN_DEVICE}: {exc.strerror} ({why})",
+                     f"run it as root; in a container: --device {paths.TUN_DEVICE}")
+    return Check(name, True, False, f"{paths.TUN_DEVICE} opens")
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,19 +20,16 @@ import pwd
 import shutil
 import sys
 
+from . import paths
 from .confine import browsers, caps, dbus, seccomp
 from .errors import NotFoundError, SystemFailure, UsageError
+from .names import VaultNames
 from .nsexec import CLONE_NEWNS, libc, setns_path, unshare
 
 MS_BIND = 4096
 MS_REC = 16384
-MS_PRIVATE = 1 << 18
 MS_SLAVE = 1 << 19
 MNT_DETACH = 2
-
-NETNS_DIR = "/run/netns"
-ETC_NETNS_DIR = "/etc/netns"
-VAULT_PREFIX = "vault-"
 
 # Unix sockets through which glibc resolves names via daemons on the host's network.
 HIDDEN_RESOLVER_DIRS = ("/run/systemd/resolve", "/run/nscd", "/var/run/nscd", "/var/db/nscd")
@@ -108,16 +105,12 @@ def check_request(req: RunRequest) -> None:
 
 
 def up_vault_names() -> list[str]:
-    try:
-        entries = os.listdir(NETNS_DIR)
-    except FileNotFoundError:
-        return []
-    return sorted(e[len(VAULT_PREFIX):] for e in entries if e.startswith(VAULT_PREFIX))
+    return paths.vault_names_up()
 
 
 def pick_vault(name: str | None) -> str:
     if name is not None:
-        if not os.path.exists(os.path.join(NETNS_DIR, VAULT_PREFIX + name)):
+        if not os.path.exists(VaultNames(name).netns_path):
             raise NotFoundError(f"no vault named {name!r} is up (see `vault ls`)")
         return name
     names = up_vault_names()
@@ -194,7 +187,7 @@ def _hide_resolver_sockets() -> list[str]:
 
 
 def _bind_etc_files(vault: str, hidden: list[str]) -> None:
-    etc_dir = os.path.join(ETC_NETNS_DIR, VAULT_PREFIX + vault)
+    etc_dir = VaultNames(vault).etc_dir
     try:
         entries = sorted(os.listdir(etc_dir))
     except FileNotFoundError:
@@ -243,7 +236,7 @@ def enter_vault(vault: str) -> list[str]:
     """Make this process's view the vault's: mounts, network, DNS. Returns the hidden dirs."""
     _enter_private_mounts()
     try:
-        setns_path(os.path.join(NETNS_DIR, VAULT_PREFIX + vault))
+        setns_path(VaultNames(vault).netns_path)
     except OSError as exc:
         raise SystemFailure(f"entering vault {vault}: {exc.strerror or exc}") from exc
     _remount_sys()

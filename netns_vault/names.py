@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 
+from . import paths
 from .errors import UsageError
 
 # "vw-" + 12 characters fills IFNAMSIZ (15 usable bytes) exactly.
 MAX_NAME_LEN = 12
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9-]*")
 
-NETNS_PREFIX = "vault-"
-IFACE_PREFIX = "vw-"
+NETNS_PREFIX = paths.NETNS_PREFIX
+IFACE_PREFIX = paths.IFACE_PREFIX
 
 
 def is_valid_name(name: str) -> bool:
@@ -61,19 +62,19 @@ class VaultNames:
 
     @property
     def netns(self) -> str:
-        return NETNS_PREFIX + self.name
+        return paths.NETNS_PREFIX + self.name
 
     @property
     def netns_path(self) -> str:
-        return f"/run/netns/{self.netns}"
+        return paths.netns_path(self.netns)
 
     @property
     def iface(self) -> str:
-        return IFACE_PREFIX + self.name
+        return paths.IFACE_PREFIX + self.name
 
     @property
     def etc_dir(self) -> str:
-        return f"/etc/netns/{self.netns}"
+        return f"{paths.ETC_NETNS_DIR}/{self.netns}"
 
     @property
     def container(self) -> str:

@@ -11,6 +11,7 @@ import ctypes
 import os
 import sys
 
+from . import paths
 from .errors import SystemFailure, VaultError
 
 TYPE_CHECKING = False  # as typing.TYPE_CHECKING, without importing typing (mypy knows the name)
@@ -51,7 +52,7 @@ def unshare(flags: int) -> None:
 
 
 def netns_path(netns: str) -> str:
-    return netns if netns.startswith("/") else f"/run/netns/{netns}"
+    return paths.netns_path(netns)
 
 
 def run_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

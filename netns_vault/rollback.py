@@ -98,10 +98,14 @@ class Rollback:
 
 
 @contextlib.contextmanager
-def held_interrupts(signums: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[list[int]]:
-    """Hold Ctrl-C (SIGINT) back while the body runs: cleanup, or a change that must not stop
-    half way. Yields the list of signals that arrived meanwhile; the caller decides what they
-    mean afterwards. Outside the main thread (where handlers cannot be set) it holds nothing."""
+def held_interrupts(signums: tuple[int, ...] = (signal.SIGINT,),
+                    redeliver: bool = False) -> Iterator[list[int]]:
+    """Hold Ctrl-C (SIGINT; or `signums`) back while the body runs: cleanup, or a change that
+    must not stop half way. Yields the list of signals that arrived meanwhile; the caller decides
+    what they mean afterwards, or with `redeliver` the first one is raised again once the body
+    has finished (not when it raised: the caller is unwinding already). A signal ignored on
+    entry stays ignored. Outside the main thread (where handlers cannot be set) it holds
+    nothing."""
     arrived: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield arrived
@@ -118,3 +122,5 @@ def held_interrupts(signums: tuple[int, ...] = (signal.SIGINT,)) -> Iterator[lis
     finally:
         for signum, handler in old.items():
             signal.signal(signum, handler)
+    if redeliver and arrived:
+        signal.raise_signal(arrived[0])

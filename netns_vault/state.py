@@ -1,4 +1,4 @@
-"""Per-vault state and locks under /run/netns-vault/.
+"""Per-vault state and locks under /run/netns-vault/ (paths.STATE_DIR).
 
 State records what `up` created, so `down` from another process undoes exactly that. It never
 holds a key. Files are written atomically (temp file + rename) and readable by root only.
@@ -13,17 +13,16 @@ import json
 import os
 from collections.abc import Iterator
 
+from . import paths
 from .errors import ConflictError, SystemFailure
-
-STATE_DIR = "/run/netns-vault"
 
 
 def _path(name: str, suffix: str) -> str:
-    return os.path.join(STATE_DIR, f"{name}.{suffix}")
+    return os.path.join(paths.STATE_DIR, f"{name}.{suffix}")
 
 
 def ensure_dir() -> None:
-    os.makedirs(STATE_DIR, mode=0o700, exist_ok=True)
+    os.makedirs(paths.STATE_DIR, mode=0o700, exist_ok=True)
 
 
 class LockHandle:
@@ -121,16 +120,16 @@ def stale_temp_files(name: str) -> list[str]:
     writer is running then, so any such file is left over from one that was killed)."""
     prefix = f"{name}.json.tmp"
     try:
-        entries = os.listdir(STATE_DIR)
+        entries = os.listdir(paths.STATE_DIR)
     except FileNotFoundError:
         return []
-    return [os.path.join(STATE_DIR, e) for e in sorted(entries)
+    return [os.path.join(paths.STATE_DIR, e) for e in sorted(entries)
             if e.startswith(prefix) and e[len(prefix):].isdigit()]
 
 
 def state_names() -> list[str]:
     try:
-        entries = os.listdir(STATE_DIR)
+        entries = os.listdir(paths.STATE_DIR)
     except FileNotFoundError:
         return []
     from .names import is_valid_name
@@ -151,4 +150,4 @@ def remove_log(name: str) -> None:
 def cleanup_dir() -> None:
     """Remove the state directory when nothing is left in it."""
     with contextlib.suppress(OSError):
-        os.rmdir(STATE_DIR)
+        os.rmdir(paths.STATE_DIR)

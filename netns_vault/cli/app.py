@@ -16,8 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import vault
-from ..config import load_config
-from ..errors import CheckFailed, InterruptedAfterChange, UsageError
+from ..errors import CheckFailed, InterruptedAfterChange
 from ..text import one_line
 
 app = typer.Typer(
@@ -80,15 +79,8 @@ def up(
                                           "nftables.")] = "auto",
 ) -> None:
     """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel."""
-    from ..firewall.backend import check_choice
-    from ..names import validate_name
-
-    validate_name(name)
-    check_choice(firewall)
-    if driver not in ("auto", "kernel", "userspace"):
-        raise UsageError(f"unknown driver {driver!r}: use auto, kernel or userspace")
-    cfg = load_config(config)
-    result = vault.up(name, cfg, driver_choice=driver,
+    # vault.up checks the name, the driver, the kind and the firewall before it reads the config
+    result = vault.up(name, config, driver_choice=driver,
                       provider_kind="docker" if docker else "netns", firewall=firewall)
     try:
         for notice in result.notices:
@@ -141,8 +133,7 @@ def reload(
     """Re-create only the tunnel of vault NAME (new config, or wireguard-go died).
 
     The namespace stays, so programs and containers inside keep running and reconnect."""
-    cfg = load_config(config) if config else None
-    result = vault.reload_tunnel(name, cfg)
+    result = vault.reload_tunnel(name, config)
     for notice in result.notices:
         _notice(notice)
     out.print(f"[green]✔[/] tunnel of vault [bold]{esc(result.name)}[/] re-created "
@@ -155,7 +146,7 @@ def run(ctx: typer.Context) -> None:
     """Run a program inside a vault, confined: vault run [-n NAME] [--user USER]
     [--dbus filtered|none|host] [--system-bus] [--hide PATH]... [--privileged] -- CMD [ARGS...]
     (`vault run --help` for each option)."""
-    from .entry import run_main
+    from .run import run_main
 
     raise typer.Exit(run_main(list(ctx.args)))
 

@@ -67,10 +67,10 @@ def _render(demo: core.Demo) -> None:
                 out.print(f"{_mark(r.ok)} [bold]{escape(title)}[/] [dim]({r.elapsed:.1f} s)[/]")
                 for fact in r.facts:  # wrapped lines keep the indent
                     if fact.ok:
-                        out.print(Padding(Text(fact.text, style="dim"), (0, 0, 0, 6),
+                        out.print(Padding(Text(fact.detail, style="dim"), (0, 0, 0, 6),
                                           expand=False))
                     else:
-                        out.print(Padding(Text("✘ " + fact.text, style="red"), (0, 0, 0, 4),
+                        out.print(Padding(Text("✘ " + fact.detail, style="red"), (0, 0, 0, 4),
                                           expand=False))
     finally:
         if status is not None:

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .. import namespace
+from .. import namespace, procfs
 from ..errors import ConflictError, NotFoundError, SystemFailure
 from ..names import VaultNames
 from ..rollback import Rollback
@@ -87,7 +87,6 @@ class DockerHolderProvider:
         Each change registers its undo on `rb`. ConflictError if the container or the namespace
         already exists; SystemFailure if Docker is unreachable or the holder does not start.
         """
-        import docker
 
         if os.path.lexists(names.netns_path):
             raise ConflictError(f"network namespace {names.netns} already exists")
@@ -100,9 +99,35 @@ class DockerHolderProvider:
             )
         image = ensure_holder_image(client)
 
+        container = self._create_container(names, image, dns_servers, dns_search)
+        cid = container.id
+        rb.push(f"docker rm -f {names.container}", lambda: self._remove_container(cid))
+
+        log.debug("docker start %s", names.container)
+        self._api(f"starting holder container {names.container}", container.start)
+        pid = self._wait_running(container, names)
+
+        # Undo first: an interrupt may land after the bind but before it returns. (No namespace
+        # of that name existed: checked above, and by `up` under the vault's lock.)
+        rb.guarded(
+            f"ip netns attach {names.netns} {pid}",
+            lambda: namespace.bind_netns_of_pid(pid, names.netns),
+            lambda: namespace.remove_netns(names.netns),
+        )
+        # The holder must not have been restarted between reading its pid and binding it.
+        if namespace.netns_inode(names.netns) != procfs.netns_inode(pid):
+            raise SystemFailure(
+                f"holder {names.container} changed while binding its namespace (pid {pid} gone)"
+            )
+
+    def _create_container(self, names: VaultNames, image: str, dns_servers: list[str],
+                          dns_search: list[str]) -> Any:
+        """`docker create` the holder: no network but lo, every capability dropped."""
+        import docker
+
         log.debug("docker create --name %s --network none %s", names.container, image)
         try:
-            container = client.containers.create(
+            container = self.client.containers.create(
                 image,
                 name=names.container,
                 detach=True,
@@ -124,23 +149,7 @@ class DockerHolderProvider:
             raise SystemFailure(
                 f"creating holder container {names.container}: {_explain(exc)}"
             ) from exc
-        cid = container.id
-        rb.push(f"docker rm -f {names.container}", lambda: self._remove_container(cid))
-
-        log.debug("docker start %s", names.container)
-        self._api(f"starting holder container {names.container}", container.start)
-        pid = self._wait_running(container, names)
-
-        rb.step(
-            f"ip netns attach {names.netns} {pid}",
-            lambda: namespace.bind_netns_of_pid(pid, names.netns),
-            lambda: namespace.remove_netns(names.netns),
-        )
-        # The holder must not have been restarted between reading its pid and binding it.
-        if namespace.netns_inode(names.netns) != _pid_netns_inode(pid):
-            raise SystemFailure(
-                f"holder {names.container} changed while binding its namespace (pid {pid} gone)"
-            )
+        return container
 
     def _wait_running(self, container: Any, names: VaultNames, timeout: float = 10.0) -> int:
         deadline = time.monotonic() + timeout
@@ -192,6 +201,9 @@ class DockerHolderProvider:
             return []
         return [holder.pid] if holder and holder.pid else []
 
+    def outlives_netns_path(self) -> bool:
+        return True  # the holder container runs on when /run/netns/vault-NAME is gone
+
     def check_detachable(self, names: VaultNames) -> None:
         """ConflictError, listing them, while containers use the vault's network."""
         holder = self.holder(names)
@@ -221,7 +233,7 @@ class DockerHolderProvider:
         if holder is None or holder.pid is None:
             return False
         inode = namespace.netns_inode(names.netns)
-        return inode is not None and inode == _pid_netns_inode(holder.pid)
+        return inode is not None and inode == procfs.netns_inode(holder.pid)
 
     def _attached(
         self, names: VaultNames, holder_id: str | None, include_stopped: bool = False
@@ -306,7 +318,7 @@ class DockerHolderProvider:
             pid = self._wait_running(container, names)
         else:
             pid = holder.pid
-        current = _pid_netns_inode(pid)
+        current = procfs.netns_inode(pid)
         if namespace.netns_exists(names.netns):
             if namespace.netns_inode(names.netns) == current:
                 return False
@@ -318,7 +330,6 @@ class DockerHolderProvider:
                     "stop them (or vault down --force) before rebinding"
                 )
         namespace.remove_netns(names.netns)
-        log.debug("ip netns attach %s %d", names.netns, pid)
         namespace.bind_netns_of_pid(pid, names.netns)
         return True
 
@@ -368,13 +379,6 @@ def network_mode_refers_to(mode: str, holder_name: str, holder_id: str | None) -
 
 def _is_hex(s: str) -> bool:
     return all(ch in "0123456789abcdef" for ch in s)
-
-
-def _pid_netns_inode(pid: int) -> int | None:
-    try:
-        return os.stat(f"/proc/{pid}/ns/net").st_ino
-    except OSError:
-        return None
 
 
 def _explain(exc: Exception) -> str:

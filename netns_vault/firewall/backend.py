@@ -11,7 +11,7 @@ into the namespace (nsexec.run_in_netns, lockdown.target.in_target) and call it 
 | commands(t)     | what apply(t) does, as lines for logs and `status --rules`             |
 | apply(t, after) | commit t atomically (one commit per table, or one transaction);        |
 |                 | after(step) runs after each commit                                     |
-| inspect(t)      | CheckItems comparing the live rules with t exactly                     |
+| inspect(t)      | Findings comparing   the live rules with t exactly                     |
 | swap_chain(...) | replace one of our chains' rules in one commit (lockdown refresh)      |
 | save()/restore()| what it would change, saved as JSON data / put back exactly            |
 """
@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import UsageError
-from .rules import CheckItem, Rule, Table
+from ..finding import Finding
+from .rules import Rule, Table
 
 StepHook = Callable[[str], object]
 
@@ -38,7 +39,7 @@ class FirewallBackend(Protocol):
 
     def apply(self, tables: list[Table], after: StepHook | None = None) -> list[str]: ...
 
-    def inspect(self, tables: list[Table]) -> list[CheckItem]: ...
+    def inspect(self, tables: list[Table]) -> list[Finding]: ...
 
     def swap_chain(self, family: int, chain: str, rules: list[Rule]) -> list[str]: ...
 

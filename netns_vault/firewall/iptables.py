@@ -25,7 +25,7 @@ from typing import Any
 
 from .. import ipv6
 from ..errors import SystemFailure
-from .rules import BUILTIN_CHAINS, CheckItem, LiveTable, Rule, Table, compare_table, iptables_cmd
+from .rules import BUILTIN_CHAINS, Finding, LiveTable, Rule, Table, compare_table, iptables_cmd
 
 log = logging.getLogger(__name__)
 
@@ -244,8 +244,8 @@ def _wanted(iptc: ModuleType, family: int, rules: tuple[Rule, ...], live: LiveTa
     return [_decode(iptc, family, make_iptc_rule(iptc, family, r)) for r in rules]
 
 
-def inspect_table(want: Table) -> list[CheckItem]:
-    """Compare the live table with `want`: one CheckItem per property."""
+def inspect_table(want: Table) -> list[Finding]:
+    """Compare the live table with `want`: one Finding per property."""
     iptc = load_iptc()
     try:
         table = open_table(iptc, want.family, want.table)
@@ -337,7 +337,7 @@ class IptablesBackend:
                 after(table.step)
         return commands
 
-    def inspect(self, tables: list[Table]) -> list[CheckItem]:
+    def inspect(self, tables: list[Table]) -> list[Finding]:
         return [item for t in self._present(tables) for item in inspect_table(t)]
 
     def swap_chain(self, family: int, chain: str, rules: list[Rule]) -> list[str]:

@@ -24,8 +24,9 @@ from types import ModuleType
 from typing import Any
 
 from ..errors import SystemFailure
+from ..finding import Finding
 from .nft_rules import FAMILY, TABLE, compile_tables, nft_rule, rule_exprs, rule_obj, shape
-from .rules import CheckItem, LiveTable, Rule, Table, compare_table
+from .rules import LiveTable, Rule, Table, compare_table
 
 log = logging.getLogger(__name__)
 
@@ -132,21 +133,21 @@ class NftablesBackend:
         return [f"{o['table']['family']} {o['table']['name']}" for o in listed
                 if "table" in o and (o["table"]["family"], o["table"]["name"]) != (FAMILY, TABLE)]
 
-    def inspect(self, tables: list[Table]) -> list[CheckItem]:
+    def inspect(self, tables: list[Table]) -> list[Finding]:
         """Our table, read back as JSON, against the layout of `tables`, exactly: each chain
         (base chains with their hook, priority and policy) and each rule. Tables that are all
         `owned` (the vault's) also allow no other table in the namespace."""
         layout = compile_tables(tables)
         label = f"nft {FAMILY} {TABLE}"
-        items: list[CheckItem] = []
+        items: list[Finding] = []
         if all(t.owned for t in tables):
             others = self._others()
-            items.append(CheckItem("nft tables", not others,
+            items.append(Finding("nft tables", not others,
                                    f"also {', '.join(others)} (expected only {FAMILY} {TABLE})"
                                    if others else f"only {FAMILY} {TABLE}"))
         data = self.read()
         if data is None:
-            return [*items, CheckItem(label, False, "missing")]
+            return [*items, Finding(label, False, "missing")]
         live = LiveTable({}, {})
         for obj in data.get("nftables", []):
             if "chain" in obj:

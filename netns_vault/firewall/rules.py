@@ -18,6 +18,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..finding import Finding
+
 FILTER_CHAINS = ("INPUT", "FORWARD", "OUTPUT")
 DROP_POLICIES = {"INPUT": "DROP", "FORWARD": "DROP", "OUTPUT": "DROP"}
 
@@ -159,18 +161,6 @@ class Table:
 BUILTIN_CHAINS = ("INPUT", "FORWARD", "OUTPUT", "PREROUTING", "POSTROUTING")
 
 
-@dataclass
-class CheckItem:
-    """One verified property of the live system."""
-
-    name: str
-    ok: bool
-    detail: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def vault_tables(tunnel_iface: str) -> tuple[Table, Table]:
     """The tables of a vault whose tunnel interface is `tunnel_iface`: (IPv4, IPv6).
 
@@ -209,21 +199,21 @@ class LiveTable:
 
 def compare_table(want: Table, want_rules: dict[str, Any], live: LiveTable,
                   label: str | None = None,
-                  texts: dict[str, list[str]] | None = None) -> list[CheckItem]:
-    """CheckItems saying whether `live` is exactly `want` (whose rules, in the backend's normal
+                  texts: dict[str, list[str]] | None = None) -> list[Finding]:
+    """Findings saying whether `live` is exactly `want` (whose rules, in the backend's normal
     form, are `want_rules`; `texts` names each of them in messages, default: the Rule's
     iptables command). Pure."""
     cmd = label or want.cmd
-    items: list[CheckItem] = []
+    items: list[Finding] = []
     for chain_name, policy in want.policies.items():
         got = live.policies.get(chain_name, "missing")
-        items.append(CheckItem(f"{cmd} policy {chain_name}", got == policy,
+        items.append(Finding(f"{cmd} policy {chain_name}", got == policy,
                                got if got == policy else f"{got} (expected {policy})"))
     for builtin, ours in want.jumps:
         rules = live.chains.get(builtin, [])
         first = rules[0] if rules else None
         ok = first == want_rules.get(f"jump:{ours}")
-        items.append(CheckItem(f"{cmd} {builtin} jumps first to {ours}", ok,
+        items.append(Finding(f"{cmd} {builtin} jumps first to {ours}", ok,
                                "rule 1" if ok else f"rule 1 is {first or 'missing'}"))
     for name, chain_rules in want.chains.items():
         named = (texts or {}).get(name) or [r.command(want.family, want.table)
@@ -231,32 +221,32 @@ def compare_table(want: Table, want_rules: dict[str, Any], live: LiveTable,
         items.append(_compare_chain(cmd, name, named, want_rules[name], live))
     if want.owned:
         extra = sorted(set(live.chains) - set(want.chains))
-        items.append(CheckItem(f"{cmd} chains", not extra,
+        items.append(Finding(f"{cmd} chains", not extra,
                                f"also {', '.join(extra)} (expected only ours)" if extra
                                else ", ".join(want.chains) or "none"))
     return items
 
 
 def _compare_chain(cmd: str, name: str, texts: list[str], want: list[Any],
-                   live: LiveTable) -> CheckItem:
+                   live: LiveTable) -> Finding:
     label = f"{cmd} chain {name}"
     if name not in live.chains:
-        return CheckItem(label, False, "missing")
+        return Finding(label, False, "missing")
     got = live.chains[name]
     if got == want:
-        return CheckItem(label, True, f"{len(got)} rules as expected")
+        return Finding(label, True, f"{len(got)} rules as expected")
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
-            return CheckItem(label, False, f"rule {i + 1} is {g}; expected `{texts[i]}`")
+            return Finding(label, False, f"rule {i + 1} is {g}; expected `{texts[i]}`")
     if len(got) > len(want):
-        return CheckItem(label, False, f"{len(got)} rules; expected {len(want)}: "
+        return Finding(label, False, f"{len(got)} rules; expected {len(want)}: "
                          f"unexpected {got[len(want)]}")
-    return CheckItem(label, False, f"{len(got)} rules; expected {len(want)}: missing "
+    return Finding(label, False, f"{len(got)} rules; expected {len(want)}: missing "
                      f"`{texts[len(got)]}`")
 
 
 def summarize(items: list[dict[str, Any]], label: str, ok_detail: str) -> dict[str, Any]:
-    """Many CheckItem dicts as one: ok if all are, detail naming those that are not."""
+    """Many Finding dicts as one: ok if all are, detail naming those that are not."""
     bad = [i for i in items if not i["ok"]]
     return {"name": label, "ok": not bad,
             "detail": "; ".join(f"{i['name']}: {i['detail']}" for i in bad) or ok_detail}

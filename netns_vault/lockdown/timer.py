@@ -24,6 +24,8 @@ import time
 
 from ..errors import SystemFailure
 from ..nsexec import netns_path
+from ..procfs import alive as _alive
+from ..procfs import cmdline as _cmdline
 
 log = logging.getLogger(__name__)
 
@@ -87,23 +89,6 @@ def spawn(state_dir: str, netns: str | None, token: str, deadline: float, log_pa
     log.debug("confirm timer started: pid %d, reverts at %s unless confirmed", timer_pid,
               time.strftime("%H:%M:%S", time.localtime(deadline)))
     return timer_pid
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
-    except OSError:
-        return []
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            stat = fh.read()
-    except OSError:
-        return False
-    return stat[stat.rindex(b")") + 2:stat.rindex(b")") + 3] not in (b"Z", b"X", b"x")
 
 
 def is_timer(pid: int, token: str) -> bool:

@@ -36,9 +36,10 @@ def should_log_attempt(n: int) -> bool:
     return n >= 1 and n & (n - 1) == 0
 
 
-def boot_minus_monotonic() -> float:
-    """Grows by the time spent suspended (CLOCK_BOOTTIME counts it, CLOCK_MONOTONIC does not)."""
-    return time.clock_gettime(time.CLOCK_BOOTTIME) - time.clock_gettime(time.CLOCK_MONOTONIC)
+def read_clocks() -> tuple[float, float]:
+    """(CLOCK_BOOTTIME, CLOCK_MONOTONIC) now: the first counts time spent suspended, the second
+    does not."""
+    return time.clock_gettime(time.CLOCK_BOOTTIME), time.clock_gettime(time.CLOCK_MONOTONIC)
 
 
 @dataclass

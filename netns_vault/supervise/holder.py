@@ -20,7 +20,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from .. import namespace, state
+from .. import namespace, procfs, state
 from ..docker.holder import DockerHolderProvider
 from ..errors import ConflictError, SystemFailure
 from ..names import VaultNames
@@ -126,7 +126,7 @@ def holder_needs_healing(provider: DockerHolderProvider, names: VaultNames) -> s
         return "down"
     inode = namespace.netns_inode(names.netns)
     with contextlib.suppress(OSError):
-        if inode is not None and inode == os.stat(f"/proc/{holder.pid}/ns/net").st_ino:
+        if inode is not None and inode == procfs.netns_inode(holder.pid):
             return None
     return "running"
 
@@ -135,7 +135,7 @@ def rebuild_walls(provider: DockerHolderProvider, names: VaultNames) -> int | No
     """Point /run/netns/vault-NAME at the holder's new namespace and put the vault's walls
     (IPv6 off, lo up, firewall) in it, before any tunnel. Returns the old namespace's inode."""
     from ..firewall.backend import DEFAULT
-    from ..vault import _prepare_inside
+    from ..vault.inside import prepare as _prepare_inside
 
     old = namespace.netns_inode(names.netns)
     with state.vault_lock(names.name):
@@ -156,7 +156,7 @@ def restart_stranded(provider: DockerHolderProvider, names: VaultNames, old_inod
         info = provider._api("inspecting a container", partial(api.inspect_container, c.id))
         pid = int((info.get("State") or {}).get("Pid") or 0)
         try:
-            inode = os.stat(f"/proc/{pid}/ns/net").st_ino if pid else None
+            inode = procfs.netns_inode(pid) if pid else None
         except OSError:
             inode = None
         if inode == old_inode:

@@ -19,16 +19,16 @@ import os
 import time
 from typing import Any
 
-from .. import state
+from .. import paths, state
 from ..errors import ConflictError, SystemFailure
 
 
 def lock_path(name: str) -> str:
-    return os.path.join(state.STATE_DIR, f"{name}.supervise.lock")
+    return os.path.join(paths.STATE_DIR, f"{name}.supervise.lock")
 
 
 def state_path(name: str) -> str:
-    return os.path.join(state.STATE_DIR, f"{name}.supervise.json")
+    return os.path.join(paths.STATE_DIR, f"{name}.supervise.json")
 
 
 class SupervisorLock:

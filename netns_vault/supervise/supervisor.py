@@ -1,8 +1,8 @@
 """`vault supervise NAME`: bring a vault up, keep it alive, take it down on SIGTERM/SIGINT.
 
 One loop, woken by whichever comes first (select): the wireguard-go process exiting (a pidfd),
-a signal, a Docker event about the holder, or a 1 s tick for the slow checks (handshake age,
-answered traffic, suspend, the host's routes). Every repair has a capped backoff; every event is
+a signal, a Docker event about the holder, a netlink event about the host's links, addresses or
+routes (netwatch), or a 1 s tick for the slow checks (handshake age, answered traffic, suspend). Every repair has a capped backoff; every event is
 one line; a long outage logs attempts 1, 2, 4, 8, ... only.
 
 Repairs reuse the vault's own code paths: the tunnel is re-created with `vault.reload_tunnel`
@@ -34,10 +34,11 @@ from .health import (
     Backoff,
     SuspendDetector,
     Traffic,
-    boot_minus_monotonic,
     handshake_stale,
+    read_clocks,
     should_log_attempt,
 )
+from .netwatch import HostNetWatch
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ def _emit_stdout(msg: str) -> None:
 
 
 class Supervisor:
-    def __init__(self, opts: Options, emit: Callable[[str], None] = _emit_stdout):
+    def __init__(self, opts: Options, emit: Callable[[str], None] = _emit_stdout,
+                 clocks: Callable[[], tuple[float, float]] = read_clocks):
         self.o = opts
+        self.clocks = clocks  # (CLOCK_BOOTTIME, CLOCK_MONOTONIC): a unit test injects them
         self.names = VaultNames.of(opts.name)
         self._emit = emit
         self.cfg: WgConfig | None = None
@@ -78,7 +81,7 @@ class Supervisor:
         self.wg_pid: int | None = None
         self.traffic = Traffic(opts.answer_timeout)
         self.suspend = SuspendDetector()
-        self.routes_sig: str | None = None
+        self.netwatch: HostNetWatch | None = None
         self.restarts = 0
         self.last_restart_ms: float | None = None
         self.heals = 0
@@ -96,6 +99,7 @@ class Supervisor:
         self.next_repair_at = 0.0
         self.watcher: Any = None
         self.next_holder_check = 0.0
+        self.holder_wait: str | None = None  # why the vault waits for Docker, while it does
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
     # ----------------------------------------------------------------- output
@@ -138,7 +142,7 @@ class Supervisor:
         from .. import vault
 
         names = self.names
-        record = vault._is_up(names)
+        record = vault.is_up(names)
         if self.o.config:
             self.cfg = load_config(self.o.config)
         elif record is not None:
@@ -156,7 +160,7 @@ class Supervisor:
                               provider=provider)
             self.emit(f"up (namespace {result.netns}, {result.driver} driver, "
                       f"via {', '.join(result.endpoints) or 'no endpoint'})")
-            record = vault._is_up(names) or {}
+            record = vault.is_up(names) or {}
         else:
             self.emit("already up; supervising it")
         resolved = []
@@ -173,8 +177,11 @@ class Supervisor:
             self.watcher = HolderWatcher(names.container, self.wake_w)
             self.watcher.start()
         self._watch_tunnel()
-        self.suspend.check(boot_minus_monotonic())
-        self.routes_sig = _routes_signature()
+        self._check_resume()  # the first reading
+        try:
+            self.netwatch = HostNetWatch()
+        except (OSError, ImportError) as exc:  # no rtnetlink: handshakes follow WireGuard alone
+            self.emit(f"not watching the host's network ({exc})")
         if not self.o.wait:
             self._ready()
         self._enter_connecting()
@@ -190,6 +197,8 @@ class Supervisor:
         notify.notify("STOPPING=1")
         if self.watcher is not None:
             self.watcher.stop()
+        if self.netwatch is not None:
+            self.netwatch.close()
         self._close_pidfd()
         if self.o.keep or self.cfg is None:
             if self.cfg is not None:
@@ -212,7 +221,11 @@ class Supervisor:
             now = time.monotonic()
             timeout = max(0.0, min(self.o.tick, self.next_at - now if self.mode in (
                 "reconnecting",) else self.o.tick))
+            if self.netwatch is not None and self.netwatch.changed_at is not None:
+                timeout = min(timeout, self.netwatch.settle)
             fds = [self.wake_r] + ([self.pidfd] if self.pidfd is not None else [])
+            if self.netwatch is not None:
+                fds.append(self.netwatch.fileno())
             try:
                 readable, _, _ = select.select(fds, [], [], timeout)
             except InterruptedError:
@@ -220,6 +233,11 @@ class Supervisor:
             if self.stopping:
                 break
             docker_event = False
+            if self.netwatch is not None and self.netwatch.fileno() in readable:
+                try:
+                    self.netwatch.on_readable(time.monotonic())
+                except Exception as exc:  # noqa: BLE001 - never let a dump error stop the loop
+                    log.debug("host network signature: %s", exc)
             if self.wake_r in readable:
                 with contextlib.suppress(BlockingIOError):
                     docker_event = b"d" in os.read(self.wake_r, 4096)
@@ -239,26 +257,36 @@ class Supervisor:
         now = time.monotonic()
         if now < self.next_repair_at:
             return
-        if self.watcher is not None and (docker_event or now >= self.next_holder_check):
+        if self.watcher is not None and (docker_event or now >= self.next_holder_check
+                                         or self.holder_wait is not None):
+            # every 5 s, at once on an event, and each tick while waiting for Docker
             self.next_holder_check = now + 5.0
             if self._check_holder():
                 return
         if self._tunnel_died():
             self._restart_tunnel()
             return
-        slept = self.suspend.check(boot_minus_monotonic())
-        if slept is not None:
-            self.emit(f"resumed after a suspend of {slept:.0f} s: handshaking at once")
-            self._enter_reconnecting("resume from suspend")
+        if self._check_resume():
             return
-        sig = _routes_signature()
-        if sig != self.routes_sig:
-            self.routes_sig = sig
-            if self.mode == "connected":
-                self.emit("the host's network changed: handshaking at once")
-                self._enter_reconnecting("host network changed")
-                return
+        if self.netwatch is not None and self.netwatch.due(now):
+            self._handshake_now("the host's network changed", "host network changed")
+            return
         self._check_handshake(now)
+
+    def _check_resume(self) -> bool:
+        """After a suspend (CLOCK_BOOTTIME jumped against CLOCK_MONOTONIC): handshake at once."""
+        boot, mono = self.clocks()
+        slept = self.suspend.check(boot - mono)
+        if slept is None:
+            return False
+        self._handshake_now(f"resumed after a suspend of {slept:.0f} s", "resume from suspend")
+        return True
+
+    def _handshake_now(self, event: str, why: str) -> None:
+        """A handshake attempt on the next pass of the loop, whatever the state: `reconnecting`
+        makes one at once (fresh peers and a datagram, see `_attempt`), then backs off."""
+        self.emit(f"{event}: handshaking at once")
+        self._enter_reconnecting(why)
 
     # ----------------------------------------------------------------- tunnel process
 
@@ -334,11 +362,12 @@ class Supervisor:
                 sum(p.tx_bytes for p in stats.peers))
 
     def _nudge(self) -> None:
-        from .. import vault
+        from ..vault import inside
+        from ..vault.status import nudge_target
 
         with contextlib.suppress(Exception):
-            run_in_netns(self.names.netns, vault._nudge,
-                         vault._nudge_target(state.read_state(self.names.name) or {}))
+            run_in_netns(self.names.netns, inside.nudge,
+                         nudge_target(state.read_state(self.names.name) or {}))
 
     def _fresh_handshake(self) -> None:
         """Give WireGuard fresh peers (same keys and endpoints) and a datagram to send: a new
@@ -445,16 +474,17 @@ class Supervisor:
         try:
             need = holder_needs_healing(provider, self.names)
         except SystemFailure:  # dockerd is away: containers have only lo meanwhile
-            if self.mode != "healing":
-                self.emit("Docker is not answering; waiting for it")
-                self.publish("healing", reason="waiting for Docker")
+            self._wait_for_docker("Docker is not answering; waiting for it", "waiting for Docker")
             return True
         if need is None:
+            if self.holder_wait is not None:  # back in the namespace the vault is bound to
+                self.holder_wait = None
+                self.emit("holder running again in the vault's namespace")
+                self._enter_connecting()
             return False
         if need == "down":
-            if self.mode != "healing":
-                self.emit("holder is not running; waiting for Docker to restart it")
-                self.publish("healing", reason="holder not running")
+            self._wait_for_docker("holder is not running; waiting for Docker to restart it",
+                                  "holder not running")
             return True
         t0 = time.monotonic()
         holder = provider.holder(self.names)
@@ -464,22 +494,21 @@ class Supervisor:
         old_inode = rebuild_walls(provider, self.names)
         self._restart_tunnel(reason="re-creating the tunnel in the new namespace")
         restart_stranded(provider, self.names, old_inode, self.emit)
+        self.holder_wait = None
         self.heals += 1
         self.emit(f"healed: holder's namespace rebuilt in "
                   f"{(time.monotonic() - t0) * 1000:.0f} ms")
         self.publish(self.mode)
         return True
 
-
-def _routes_signature() -> str:
-    """The host's IPv4 routes (this process's namespace), without the vault's own tunnels: it
-    changes on a link flap, a new address or a new default route."""
-    try:
-        with open("/proc/net/route") as f:
-            lines = f.read().splitlines()[1:]
-    except OSError:
-        return ""
-    return "\n".join(sorted(ln for ln in lines if not ln.startswith("vw-")))
+    def _wait_for_docker(self, line: str, reason: str) -> None:
+        """One line when the wait starts or its reason changes, not one per check; the state
+        stays `healing` (the tunnel may still answer in the old namespace, but the holder and
+        its containers are gone) until the holder runs again."""
+        if self.holder_wait != reason:
+            self.holder_wait = reason
+            self.emit(line)
+            self.publish("healing", reason=reason)
 
 
 def supervise(opts: Options) -> int:

@@ -20,6 +20,7 @@ __all__ = [
     "TunnelHandle",
     "TunnelStats",
     "UserspaceDriver",
+    "check_driver_choice",
     "get_driver",
     "select_driver",
 ]
@@ -43,16 +44,16 @@ def get_driver(name: str) -> TunnelDriver:
     return cls()
 
 
+def check_driver_choice(choice: str) -> str:
+    """UsageError unless `choice` names a driver or is "auto" (usability is not checked)."""
+    if choice not in DRIVER_CHOICES:
+        raise UsageError(f"unknown driver {choice!r}: use {', '.join(DRIVER_CHOICES)}")
+    return choice
+
+
 def select_driver(choice: str) -> TunnelDriver:
     """"kernel" / "userspace": that driver if usable; "auto": the first usable one."""
-    if choice == "auto":
-        names = list(DRIVERS)
-    elif choice in DRIVERS:
-        names = [choice]
-    else:
-        raise UsageError(
-            f"unknown tunnel driver {choice!r}; choose one of: {', '.join(DRIVER_CHOICES)}"
-        )
+    names = list(DRIVERS) if check_driver_choice(choice) == "auto" else [choice]
     reasons: list[str] = []
     for name in names:
         driver = get_driver(name)

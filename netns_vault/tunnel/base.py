@@ -1,4 +1,4 @@
-"""The tunnel driver interface: what `vault.py` needs from a WireGuard implementation.
+"""The tunnel driver interface: what the vault (`netns_vault/vault/`) needs from a WireGuard implementation.
 
 A `TunnelHandle` goes into the state JSON, so it never holds a key.
 """

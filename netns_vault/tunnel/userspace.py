@@ -17,6 +17,7 @@ import subprocess
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import paths, procfs
 from ..errors import ConflictError, SystemFailure, UsageError
 from .base import TunnelHandle, TunnelStats
 from .links import delete_link
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 BINARY = "wireguard-go"
-TUN_DEVICE = "/dev/net/tun"
 READY_TIMEOUT = 5.0
 TERM_TIMEOUT = 2.0
 LOG_TAIL_BYTES = 2000
@@ -66,49 +66,20 @@ def _check_ifname(ifname: str) -> None:
         raise UsageError(f"invalid interface name {ifname!r}")
 
 
-def _read_cmdline(pid: int) -> list[str]:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            raw = f.read()
-    except OSError:
-        return []
-    return [a.decode("utf-8", "replace") for a in raw.split(b"\0") if a]
-
-
 def is_wireguard_go(pid: int, ifname: str) -> bool:
     """True if `pid` is a live `wireguard-go ... IFNAME` process (not a zombie)."""
-    argv = _read_cmdline(pid)
-    return (
-        len(argv) >= 2
-        and os.path.basename(argv[0]) == BINARY
-        and argv[-1] == ifname
-        and _alive(pid)
-    )
+    return serves(procfs.cmdline(pid), ifname) and procfs.alive(pid)
+
+
+def serves(argv: list[str], ifname: str) -> bool:
+    """True if `argv` is the command line of a wireguard-go serving `ifname`."""
+    return len(argv) >= 2 and os.path.basename(argv[0]) == BINARY and argv[-1] == ifname
 
 
 def find_servers(ifname: str) -> list[int]:
     """Every live wireguard-go serving `ifname`, found by /proc/PID/cmdline (with or without a
     state file that names it)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and is_wireguard_go(int(entry), ifname):
-            found.append(int(entry))
-    return sorted(found)
-
-
-def _alive(pid: int) -> bool:
-    """Exists and is not a zombie (a zombie may never be reaped if PID 1 does not reap)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-    except OSError:
-        return False
-    # state is the field after the ")" closing comm
-    try:
-        state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
-    except ValueError:
-        return False
-    return state not in (b"Z", b"X", b"x")
+    return procfs.find_pids(lambda argv: serves(argv, ifname))
 
 
 def _reap(pid: int) -> None:
@@ -141,8 +112,9 @@ class UserspaceDriver:
     def unavailable_reason(self) -> str | None:
         if shutil.which(BINARY) is None:
             return f"{BINARY} not found on PATH (apt-get install wireguard-go)"
-        if not os.path.exists(TUN_DEVICE):
-            return f"{TUN_DEVICE} does not exist (modprobe tun, or give the container the device)"
+        if not os.path.exists(paths.TUN_DEVICE):
+            return (f"{paths.TUN_DEVICE} does not exist (modprobe tun, or give the container "
+                    "the device)")
         return None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -278,10 +250,10 @@ class UserspaceDriver:
                     proc.poll()
                 else:
                     _reap(pid)
-                if not _alive(pid):
+                if not procfs.alive(pid):
                     break
                 time.sleep(0.02)
-            if not _alive(pid):
+            if not procfs.alive(pid):
                 break
         else:
             raise SystemFailure(f"{BINARY} {ifname} (pid {pid}) survived SIGKILL")

@@ -21,6 +21,7 @@ import pytest
 
 from netns_vault import demo as core
 from netns_vault import sandbox
+from netns_vault.finding import Finding
 
 
 def integration(fn):
@@ -94,7 +95,7 @@ def wait_clean(before: dict, timeout: float = 5.0) -> dict:
 
 def _force_cleanup() -> None:
     """Last resort after a failed test: remove a kept demo and the vault."""
-    if os.path.exists(core.KEEP_RECORD):
+    if os.path.exists(core.keep_record()):
         subprocess.run([VAULT, "demo", "--teardown"], capture_output=True, timeout=60)
     subprocess.run([VAULT, "down", "demo", "--kill"], capture_output=True, timeout=60)
 
@@ -188,7 +189,7 @@ def test_keep_then_teardown_leaves_nothing(clean_before) -> None:
                          timeout=DEMO_TIMEOUT)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "demo --teardown" in res.stdout
-    assert os.path.exists(core.KEEP_RECORD)
+    assert os.path.exists(core.keep_record())
     kept = snapshot()
     assert kept["netns"] and "vault-demo" in kept["netns"]
 
@@ -244,7 +245,7 @@ def test_a_step_that_does_not_hold_exits_1_and_still_tears_down(clean_before, mo
     def page_seen_elsewhere(self):
         yield "pretending the page showed the host's address"
         return core.StepResult("page", "", False, f"server saw {sandbox.HOST_ADDR}",
-                               [core.Fact(False, f"client={sandbox.HOST_ADDR}")])
+                               [Finding.fact(False, f"client={sandbox.HOST_ADDR}")])
 
     short_plan = core.Demo.plan
 

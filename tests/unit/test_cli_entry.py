@@ -2,7 +2,7 @@
 
 import pytest
 
-from netns_vault import launcher
+from netns_vault import launcher, paths
 from netns_vault.cli.entry import main, parse_run_args
 from netns_vault.errors import NotFoundError, UsageError
 
@@ -47,7 +47,7 @@ def test_config_error_has_file_and_line(capsys, tmp_path):
 
 
 def test_pick_vault(tmp_path, monkeypatch):
-    monkeypatch.setattr(launcher, "NETNS_DIR", str(tmp_path))
+    monkeypatch.setattr(paths, "NETNS_DIR", str(tmp_path))
     with pytest.raises(NotFoundError):
         launcher.pick_vault(None)
     (tmp_path / "vault-a").touch()

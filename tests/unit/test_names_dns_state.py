@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from netns_vault import dns, state
+from netns_vault import dns, paths, state
 from netns_vault.errors import ConflictError, UsageError
 from netns_vault.names import VaultNames, validate_name
 
@@ -67,7 +67,7 @@ def test_an_etc_netns_that_was_there_stays(tmp_path):
 
 
 def test_state_is_atomic_private_and_locked(tmp_path, monkeypatch):
-    monkeypatch.setattr(state, "STATE_DIR", str(tmp_path / "run"))
+    monkeypatch.setattr(paths, "STATE_DIR", str(tmp_path / "run"))
     state.write_state("a", {"x": 1})
     path = tmp_path / "run" / "a.json"
     assert oct(os.stat(path).st_mode & 0o777) == "0o600"

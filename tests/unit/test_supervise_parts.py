@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
+import time
 
+from netns_vault import paths
 from netns_vault.config import parse_config
 from netns_vault.keys import generate_private_key, public_key
-from netns_vault.supervise import notify
+from netns_vault.supervise import notify, supervisor
 from netns_vault.supervise.endpoints import EndpointSet
 from netns_vault.supervise.health import (
     Backoff,
@@ -31,6 +35,53 @@ def test_suspend_is_a_jump_of_boottime_against_monotonic():
     d = SuspendDetector(threshold=2.0)
     assert d.check(10.0) is None and d.check(10.5) is None
     assert d.check(70.5) == 60.0
+
+
+class Clocks:
+    """The two clock readings the supervisor takes, set by the test: (BOOTTIME, MONOTONIC)."""
+
+    def __init__(self) -> None:
+        self.boot, self.mono = 1000.0, 500.0
+
+    def advance(self, awake: float, suspended: float = 0.0) -> None:
+        self.mono += awake
+        self.boot += awake + suspended
+
+    def __call__(self) -> tuple[float, float]:
+        return self.boot, self.mono
+
+
+def test_resume_from_suspend_nudges_a_handshake_at_once(tmp_path, monkeypatch):
+    # Only the two clock readings are injected; the supervisor's state file goes to a temp dir.
+    monkeypatch.setattr(paths, "STATE_DIR", str(tmp_path))
+    monkeypatch.delenv("NOTIFY_SOCKET", raising=False)
+    clocks, lines = Clocks(), []
+    sup = supervisor.Supervisor(supervisor.Options(name="susp1"), emit=lines.append,
+                                clocks=clocks)
+    sup.mode = "connected"
+    assert sup._check_resume() is False  # the first reading
+    for _ in range(5):  # awake: both clocks move together, however long the tick
+        clocks.advance(awake=1.0)
+        assert sup._check_resume() is False
+    clocks.advance(awake=30.0)  # a stalled process (e.g. SIGSTOP) is not a suspend either
+    assert sup._check_resume() is False
+    assert sup.mode == "connected" and lines == []
+
+    clocks.advance(awake=1.0, suspended=3600.0)
+    before = time.monotonic()
+    assert sup._check_resume() is True
+    assert lines == ["vault susp1: resumed after a suspend of 3600 s: handshaking at once"]
+    # The nudge: reconnecting, with the first attempt (fresh peers and a datagram) due now.
+    assert sup.mode == "reconnecting" and sup.attempt == 0 and sup.next_at <= time.monotonic()
+    assert sup.next_at >= before
+    with open(tmp_path / "susp1.supervise.json") as f:
+        view = json.load(f)
+    assert view["state"] == "reconnecting" and view["reason"] == "resume from suspend"
+    clocks.advance(awake=1.0)
+    assert sup._check_resume() is False  # once per resume
+    assert len(lines) == 1
+    os.close(sup.wake_r)
+    os.close(sup.wake_w)
 
 
 def test_traffic_unanswered_only_after_bytes_and_time():

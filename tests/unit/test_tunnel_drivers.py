@@ -6,7 +6,7 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from netns_vault import keys, tunnel
+from netns_vault import keys, paths, tunnel
 from netns_vault.errors import SystemFailure, UsageError
 from netns_vault.tunnel import kernel, userspace
 from netns_vault.tunnel.base import PeerStats, TunnelHandle, TunnelStats
@@ -227,7 +227,7 @@ def test_userspace_unavailable_reasons(monkeypatch):
     monkeypatch.setattr(userspace.shutil, "which", lambda name: None)
     assert "apt-get install wireguard-go" in userspace.UserspaceDriver().unavailable_reason()
     monkeypatch.setattr(userspace.shutil, "which", lambda name: "/usr/bin/" + name)
-    monkeypatch.setattr(userspace, "TUN_DEVICE", "/nonexistent/tun")
+    monkeypatch.setattr(paths, "TUN_DEVICE", "/nonexistent/tun")
     assert "/nonexistent/tun" in userspace.UserspaceDriver().unavailable_reason()
 
 

@@ -1,0 +1,83 @@
+"""Work done inside a vault's namespace. These run in a forked child (nsexec.run_in_netns):
+keep them JSON in, JSON out."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from typing import Any
+
+from .. import ipv6
+
+log = logging.getLogger(__name__)
+
+def prepare(ifname: str, firewall: str = "auto") -> str:
+    """Before the tunnel exists: IPv6 off, lo up, the firewall walls up. Returns the firewall
+    backend in use (the choice resolved, for `auto`)."""
+    from pyroute2 import IPRoute
+
+    from ..firewall.walls import apply_vault
+
+    ipv6.disable()  # a kernel without IPv6: nothing to disable; the firewall walls it anyway
+    with IPRoute() as ipr:
+        (lo,) = ipr.link_lookup(ifname="lo")
+        ipr.link("set", index=lo, state="up")
+    return apply_vault(ifname, firewall)
+
+
+def inspect(ifname: str, firewall: str | None = None) -> dict[str, Any]:
+    """Everything `check` needs to see from inside the vault."""
+    from ..firewall.walls import inspect_vault
+
+    out = _inspect_links()
+    out["sysctl"] = ipv6.read_keys()
+    out["firewall"] = inspect_vault(ifname, firewall)
+    return out
+
+
+def _inspect_links() -> dict[str, Any]:
+    from pyroute2 import IPRoute
+
+    out: dict[str, Any] = {"links": [], "addresses": [], "routes": []}
+    with IPRoute() as ipr:
+        names = {}
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            names[link["index"]] = name
+            linkinfo = link.get_attr("IFLA_LINKINFO")
+            kind = linkinfo.get_attr("IFLA_INFO_KIND") if linkinfo else None
+            out["links"].append({"name": name, "kind": kind, "mtu": link.get_attr("IFLA_MTU"),
+                                 "up": bool(link["flags"] & 1)})
+        for addr in ipr.get_addr():
+            out["addresses"].append({"dev": names.get(addr["index"]), "family": addr["family"],
+                                     "cidr": f"{addr.get_attr('IFA_ADDRESS')}/{addr['prefixlen']}"})
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            out["routes"].append({"dst": route.get_attr("RTA_DST") or "default",
+                                  "dst_len": route["dst_len"],
+                                  "dev": names.get(route.get_attr("RTA_OIF")),
+                                  "gateway": route.get_attr("RTA_GATEWAY")})
+    return out
+
+
+def delete_links(keep: tuple[str, ...] = ("lo",)) -> list[str]:
+    """Delete every interface but `keep`; returns the names deleted."""
+    from pyroute2 import IPRoute
+
+    deleted = []
+    with IPRoute() as ipr:
+        for link in ipr.get_links():
+            name = link.get_attr("IFLA_IFNAME")
+            if name in keep:
+                continue
+            try:
+                ipr.link("del", index=link["index"])
+                deleted.append(name)
+            except Exception as exc:  # e.g. already gone with its wireguard-go
+                log.debug("deleting %s: %s", name, exc)
+    return deleted
+
+
+def nudge(addr: str) -> None:
+    """Send one datagram into the tunnel: WireGuard only handshakes when it has data to send."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.sendto(b"netns-vault handshake nudge", (addr, 9))  # the discard port
