@@ -287,6 +287,16 @@ class Lab:
     def call(self, fn, **kw):
         return fn(netns=self.host, state_dir=self.state_dir, **kw)
 
+    def cli(self, *args: str):
+        """`vault lockdown ARGS` at this lab, through the CLI code; it must succeed (an error
+        propagates as its exception type)."""
+        from netns_vault.cli.lockdown import app
+
+        res = CliRunner().invoke(app, [*args, "--netns", self.host, "--state-dir",
+                                       self.state_dir], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res
+
     def stepper_argv(self, action: str, step: str, *apply_args: str) -> list[str]:
         """`vault lockdown apply` of this lab in the world's host (nsenter, no --netns), with
         `action` (fail, sigint, sigkill) aimed at `step` through the core's step hook."""
@@ -736,17 +746,8 @@ def test_refresh_asks_dns_through_the_tunnel(lab: Lab) -> None:
 
 
 def test_cli_status_check_and_tampering(lab: Lab) -> None:
-    from netns_vault.cli.lockdown import app
-
     lab.tunnel_up()
-    runner = CliRunner()
-    where = ["--netns", lab.host, "--state-dir", lab.state_dir]
-
-    def run(*args: str):
-        res = runner.invoke(app, [*args, *where], catch_exceptions=False)
-        assert res.exit_code == 0, res.output
-        return res
-
+    run = lab.cli
     res = run("status", "--json")
     assert json.loads(res.output)["applied"] is False
     run("apply", "--config", lab.conf, "--ssh-port", "2222", "--allow-lan", "198.18.0.0/24",
@@ -761,7 +762,7 @@ def test_cli_status_check_and_tampering(lab: Lab) -> None:
     lab.sysctl({"net.ipv6.conf.lo.disable_ipv6": "0"})
     lab.iptables("-P", "OUTPUT", "ACCEPT", v6=True)
     with pytest.raises(CheckFailed) as err:
-        runner.invoke(app, ["check", *where], catch_exceptions=False)
+        run("check")
     text = str(err.value)
     assert "iptables chain VAULT-LOCKDOWN-OUT: rule 4" in text
     assert "sysctl net.ipv6.conf.lo.disable_ipv6: 0 (expected 1)" in text
@@ -858,17 +859,9 @@ def test_nftables_revert_leaves_every_other_table_byte_identical(lab: Lab) -> No
 
 
 def test_nftables_check_reads_the_table_back_exactly(lab: Lab) -> None:
-    from netns_vault.cli.lockdown import app
-
     lab.firewall = "nftables"
     lab.tunnel_up()
-    runner = CliRunner()
-    where = ["--netns", lab.host, "--state-dir", lab.state_dir]
-
-    def run(*args: str):
-        res = runner.invoke(app, [*args, *where], catch_exceptions=False)
-        assert res.exit_code == 0, res.output
-        return res
+    run = lab.cli
 
     res = run("apply", "--config", lab.conf, "--firewall", "nftables")
     assert "nftables firewall" in res.output and "(auto)" not in res.output
@@ -886,7 +879,7 @@ def test_nftables_check_reads_the_table_back_exactly(lab: Lab) -> None:
             "policy accept; }")
     lab.nft("add chain inet netns-vault EXTRA")
     with pytest.raises(CheckFailed) as err:
-        runner.invoke(app, ["check", *where], catch_exceptions=False)
+        run("check")
     text = str(err.value)
     assert "nft inet netns-vault chain VAULT-LOCKDOWN-OUT: rule 1 is" in text
     assert "nft inet netns-vault chain VAULT-LOCKDOWN-PRE: 0 rules; expected 1" in text
