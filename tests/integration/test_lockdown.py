@@ -696,7 +696,6 @@ def _two_peer_config(lab: Lab, endpoint_host: str) -> str:
     return path
 
 
-@BOTH
 def _endpoint_rule(lab: Lab, ip: str, port: int) -> bool:
     """Is the outbound rule of endpoint ip:port in the live endpoint chain?"""
     if lab.firewall == "iptables":
@@ -706,6 +705,7 @@ def _endpoint_rule(lab: Lab, ip: str, port: int) -> bool:
     return f'ip daddr {ip} oifname "eth0" udp dport {port}' in res.stdout
 
 
+@BOTH
 def test_names_and_peers_resolve_before_and_refresh_through_the_tunnel(lab: Lab) -> None:
     lab.tunnel_up()
     lab.resolv("198.51.100.1 vpn.alt\n")
