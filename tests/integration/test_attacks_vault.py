@@ -148,7 +148,10 @@ def test_tunnelcrack_localnet_a_lan_covering_the_server_is_not_reachable_from_th
         world.host_run(["ip", "addr", "del", LOCALNET_HOST, "dev", "eth0"])
         world.isp_run(["ip", "addr", "del", LOCALNET_GW, "dev", "up0"])
     leaks = vault_leaks(cap, world) + vault_leaks(dead, world)
-    leaks += [p for p in cap.packets + dead.packets if p.src == "203.0.113.2"]
+    # Anything from the host's "LAN" address but ARP (the kernel re-checking the LAN gateway
+    # it reached in the control above; an ARP for the server itself would be caught by
+    # vault_leaks).
+    leaks += [p for p in cap.packets + dead.packets if p.src == "203.0.113.2" and not p.is_arp]
     report("tunnelcrack-localnet", leaks, firewall)
     assert leaks == [], "\n".join(str(p) for p in leaks) + "\n" + dead.summary()
     assert cap.wireguard_packets(ENDPOINT)
