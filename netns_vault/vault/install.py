@@ -57,7 +57,7 @@ def config_record(cfg: WgConfig, endpoints: Endpoints) -> dict:
 
 
 def _move_link(ifname: str, netns: str) -> None:
-    from pyroute2 import IPRoute
+    from ..netlink import IPRoute
 
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)

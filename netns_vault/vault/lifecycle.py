@@ -8,18 +8,19 @@ runs in forked children (nsexec.run_in_netns).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 
-from .. import dns, namespace, paths, state
+from .. import dns, namespace, netlink, paths, state
 from ..config import WgConfig, load_config
 from ..endpoints import resolve_peers as resolve_endpoints
 from ..errors import ConflictError, InterruptedAfterChange, NotFoundError
 from ..firewall.backend import check_choice as check_firewall_choice
 from ..names import VaultNames
-from ..nsexec import run_in_netns
+from ..nsexec import run_in_netns, start_in_netns
 from ..rollback import Rollback
 from ..tunnel import TunnelDriver, TunnelHandle, check_driver_choice, get_driver, select_driver
 from ..tunnel.links import link_exists
@@ -76,8 +77,16 @@ class _UpRun(TunnelRun):
         self.provider.create(self.names, self.rb, self.dns_servers, list(self.cfg.dns_search))
 
     def step_inside(self) -> None:
-        self.firewall = run_in_netns(self.names.netns, inside.prepare, self.names.iface,
-                                     self.firewall)
+        # The child imports python-iptables and puts the walls up; meanwhile (the other core)
+        # this process imports the pyroute2 pieces the next steps use. Children forked later
+        # inherit them.
+        pending = start_in_netns(self.names.netns, inside.prepare, self.names.iface,
+                                 self.firewall)
+        try:
+            with contextlib.suppress(ImportError):  # said by the step that needs it
+                netlink.preload()
+        finally:
+            self.firewall = pending.result()
 
     def step_tunnel(self) -> None:
         name = self.names.name

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from typing import Any
 
-from .. import namespace, paths, state
+from .. import namespace, paths, procfs, state
 from ..errors import NotFoundError
 from ..names import VaultNames
 from ..nsexec import run_in_netns
@@ -21,7 +22,8 @@ def up_names() -> list[str]:
     return sorted(set(state.state_names()) | set(paths.vault_names_up()))
 
 
-def status(name: str) -> dict[str, Any]:
+def status(name: str, _procs: dict[tuple[int, int], list[int]] | None = None) -> dict[str, Any]:
+    """One vault. `_procs` (procfs.netns_map()) saves a scan of /proc per vault in a listing."""
     names = VaultNames.of(name)
     record = state.read_state(names.name)
     exists = namespace.netns_exists(names.netns)
@@ -52,8 +54,16 @@ def status(name: str) -> dict[str, Any]:
                     for peer in record.get("peers", [])]
     if exists:
         own = set(provider_for(out["provider"]).own_pids(names))
+        if _procs is None:
+            pids = namespace.pids_in_netns(names.netns)
+        else:
+            try:
+                st = os.stat(names.netns_path)
+                pids = _procs.get((st.st_dev, st.st_ino), [])
+            except OSError:
+                pids = []
         out["processes"] = [{"pid": p, "command": namespace.process_name(p)}
-                            for p in namespace.pids_in_netns(names.netns) if p not in own]
+                            for p in pids if p not in own]
     return out
 
 
@@ -71,9 +81,10 @@ def peer_status(peer: dict, stats: Any) -> dict[str, Any]:
 
 def list_vaults() -> list[dict[str, Any]]:
     out = []
+    procs = procfs.netns_map()  # one scan of /proc for all of them
     for name in up_names():
         try:
-            out.append(status(name))
+            out.append(status(name, procs))
         except Exception as exc:
             out.append({"name": name, "error": str(exc)})
     return out
