@@ -76,7 +76,9 @@ def limits() -> str:
         pid_max = f.read().strip()
     with open("/proc/sys/kernel/threads-max") as f:
         threads_max = f.read().strip()
-    return (f"pid_max {pid_max}, threads-max {threads_max}, RLIMIT_NPROC {nproc[0]}, "
+    with open("/proc/sys/fs/inotify/max_user_instances") as f:
+        inotify = f.read().strip()  # wireguard-go takes one inotify instance for its UAPI socket
+    return (f"fs.inotify.max_user_instances {inotify}, pid_max {pid_max}, threads-max {threads_max}, RLIMIT_NPROC {nproc[0]}, "
             f"RLIMIT_NOFILE {nofile[0]}")
 
 

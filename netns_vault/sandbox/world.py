@@ -233,6 +233,7 @@ class World:
         self.extra_clients = getattr(self, "extra_clients", []) + extra
         peers = [UapiPeer(public_key=c.public_key, allowed_ips=[f"{c.address}/32"])
                  for c in [*self.clients, *self.extra_clients]]
+        assert self.server_private_key is not None
         UapiClient(self.uapi_socket).set(build_set_request(self.server_private_key,
                                                            ENDPOINT_PORT, None, peers))
         self.ns_run(self.isp_ns, ["ip", "route", "replace", "100.96.0.0/16", "dev",

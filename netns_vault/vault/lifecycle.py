@@ -109,7 +109,7 @@ class _UpRun(TunnelRun):
             "provider": self.provider.kind,
             "firewall": self.firewall,
             "tunnel": self.handle.to_dict(),
-            **config_record(self.cfg, self.endpoints),
+            **config_record(self.cfg, self.endpoints, self.mtu),
             "created_at": time.time(),
         }
         self.rb.guarded("write state", lambda: state.write_state(self.names.name, record),
@@ -221,7 +221,7 @@ class _ReloadRun(TunnelRun):
             dns.write_dns_files(etc_dir, self.dns_servers, list(self.cfg.dns_search))
 
     def step_state(self) -> None:
-        self.record.update(config_record(self.cfg, self.endpoints), reloaded_at=time.time())
+        self.record.update(config_record(self.cfg, self.endpoints, self.mtu), reloaded_at=time.time())
         state.write_state(self.names.name, self.record)
 
 
