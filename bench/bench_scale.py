@@ -120,15 +120,25 @@ def run(count: int, driver: str, world: World) -> int:
         preload()
         before = meminfo()
         up_times: list[float] = []
+        step_times: list[dict[str, float]] = []
         t0 = time.perf_counter()
         for name, cfg in zip(names, configs, strict=True):
             t = time.perf_counter()
+            steps: dict[str, float] = {}
+            clock = [t]
+
+            def on_step(step: str, steps: dict = steps, clock: list = clock) -> None:
+                now = time.perf_counter()
+                steps[step] = now - clock[0]
+                clock[0] = now
+
             try:
-                vault.up(name, cfg, driver_choice=driver)
+                vault.up(name, cfg, driver_choice=driver, on_step=on_step)
             except Exception as exc:
                 failure = f"vault {len(made) + 1} ({name}) failed: {exc}"
                 break
             up_times.append(time.perf_counter() - t)
+            step_times.append(steps)
             made.append(name)
         up_total = time.perf_counter() - t0
         after = meminfo()
@@ -150,6 +160,9 @@ def run(count: int, driver: str, world: World) -> int:
         print(f"  last ten:  median {fmt(statistics.median(last))} "
               f"(min {fmt(min(last))}, max {fmt(max(last))})"
               f"  -> last/first {statistics.median(last) / statistics.median(first):.2f}x")
+        for label, rows in (("first ten", step_times[:10]), ("last ten ", step_times[-10:])):
+            print(f"  {label} by step (median ms): " + ", ".join(
+                f"{k} {1000 * statistics.median(r[k] for r in rows):.1f}" for k in rows[0]))
 
         ls_times = []
         for _ in range(5):
@@ -226,10 +239,42 @@ def run(count: int, driver: str, world: World) -> int:
     return 1 if (left or wg or bad) else code
 
 
+INOTIFY = "/proc/sys/fs/inotify/max_user_instances"
+
+
+def raise_inotify(count: int) -> str | None:
+    """Every wireguard-go holds one inotify instance (it watches its UAPI socket), and the limit
+    is per user: all root's processes on the machine share fs.inotify.max_user_instances (128 by
+    default), so the 124th vault here failed "Failed to listen on uapi socket: too many open
+    files". Raise it for this run only (a sysctl of inotify, nothing to do with any network);
+    returns the old value for `restore_inotify`, or None when it is already high enough."""
+    with open(INOTIFY) as f:
+        old = f.read().strip()
+    want = count + 256  # the other root processes' instances (other vaults, systemd, ...)
+    if int(old) >= want:
+        print(f"fs.inotify.max_user_instances {old}: enough for {count} wireguard-go")
+        return None
+    with open(INOTIFY, "w") as f:
+        f.write(str(want))
+    print(f"fs.inotify.max_user_instances raised from {old} to {want} for this run")
+    return old
+
+
+def restore_inotify(old: str | None) -> None:
+    if old is None:
+        return
+    with open(INOTIFY, "w") as f:
+        f.write(old)
+    with open(INOTIFY) as f:
+        print(f"fs.inotify.max_user_instances restored to {f.read().strip()}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=1000, help="vaults (default 1000)")
     ap.add_argument("--driver", default="userspace", choices=("auto", "userspace", "kernel"))
+    ap.add_argument("--no-raise-inotify", dest="raise_inotify", action="store_false",
+                    help="keep fs.inotify.max_user_instances as it is (one instance per vault)")
     args = ap.parse_args()
     if os.geteuid() != 0:
         print("bench_scale: needs root", file=sys.stderr)
@@ -240,8 +285,12 @@ def main() -> int:
         return 2
     print(f"netns-vault scale benchmark: {args.count} vaults, {os.cpu_count()} cores, "
           f"{meminfo()['MemTotal'] // 1024 // 1024 + 1} GiB; {limits()}")
-    with World(prefix="bs", clients=1) as world:
-        return run(args.count, args.driver, world)
+    old = raise_inotify(args.count) if args.raise_inotify else None
+    try:
+        with World(prefix="bs", clients=1) as world:
+            return run(args.count, args.driver, world)
+    finally:
+        restore_inotify(old)
 
 
 if __name__ == "__main__":
