@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Annotated
 
 import typer
@@ -18,6 +17,7 @@ from rich.markup import escape
 from .. import vault
 from ..errors import CheckFailed, InterruptedAfterChange
 from ..text import one_line
+from . import listing
 
 app = typer.Typer(
     name="vault",
@@ -151,34 +151,12 @@ def run(ctx: typer.Context) -> None:
     raise typer.Exit(run_main(list(ctx.args)))
 
 
-def _ago(ts: float | None) -> str:
-    if not ts:
-        return "never"
-    secs = int(time.time() - ts)
-    return f"{secs}s ago" if secs < 120 else f"{secs // 60}m ago"
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
-
-
 def _supervisor_view(name: str) -> dict | None:
-    """What `vault supervise` says of the vault (None when it is not supervised)."""
-    from ..supervise import runstate
-
-    return runstate.read_view(name)
+    return listing.supervisor_view(name)
 
 
 def _describe(view: dict | None) -> str:
-    from ..supervise import runstate
-
-    text = runstate.describe(view)
-    return f"{text} (pid {view['pid']})" if view else text
+    return listing.describe(view)
 
 
 @app.command("ls")
@@ -186,9 +164,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the vaults that are up."""
-    rows = vault.list_vaults()
-    for row in rows:
-        row["supervisor"] = _supervisor_view(row["name"])
+    rows = listing.rows()
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -197,21 +173,9 @@ def list_cmd(
         return
     from rich.table import Table
 
-    table = Table("name", "driver", "address", "endpoint", "handshake", "rx / tx", "processes",
-                  "supervisor")
+    table = Table(*listing.HEADERS)
     for row in rows:
-        if "error" in row:
-            table.add_row(esc(row["name"]), "?", "?", "?", "?", "?", esc(row["error"]),
-                          esc(_describe(row["supervisor"])))
-            continue
-        peers = row.get("peers", [])
-        table.add_row(
-            esc(row["name"]), esc(row["driver"]), esc(", ".join(row["addresses"])),
-            esc(", ".join(p.get("resolved") or p.get("endpoint") or "-" for p in peers)),
-            ", ".join(_ago(p["last_handshake"]) for p in peers),
-            ", ".join(f"{_bytes(p['rx_bytes'])} / {_bytes(p['tx_bytes'])}" for p in peers),
-            str(len(row["processes"])), esc(_describe(row["supervisor"])),
-        )
+        table.add_row(*(esc(c) for c in listing.cells(row)))
     out.print(table)
 
 
@@ -233,8 +197,8 @@ def status(
     for p in info["peers"]:
         out.print(f"  peer      {esc(p['public_key'])} at "
                   f"{esc(p.get('resolved') or p.get('endpoint'))}")
-        out.print(f"  handshake {_ago(p['last_handshake'])}, rx {_bytes(p['rx_bytes'])}, "
-                  f"tx {_bytes(p['tx_bytes'])}")
+        out.print(f"  handshake {listing.ago(p['last_handshake'])}, rx {listing.size(p['rx_bytes'])}, "
+                  f"tx {listing.size(p['tx_bytes'])}")
     out.print(f"  supervisor {esc(_describe(info['supervisor']))}")
     out.print(f"  processes {len(info['processes'])}")
     for proc in info["processes"]:

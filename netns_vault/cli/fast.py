@@ -1,5 +1,5 @@
-"""`vault up` and `vault down` without typer or rich (issue 13): their arguments parsed by hand,
-their answer printed as plain text, exactly what the typer app prints when the output is not a
+"""`vault up`, `vault down` and `vault ls` without typer or rich (issue 13): their arguments
+parsed by hand, their answer printed as plain text, exactly what the typer app prints when the output is not a
 terminal (rich then renders no colours, and never wraps: see app._console).
 
 `fast_main` returns None when it is not sure it would do exactly what the typer app does: a
@@ -64,8 +64,13 @@ def fast_main(args: list[str]) -> int | None:
     verbose = False
     while args and args[0] in ("-v", "--verbose"):
         verbose, args = True, args[1:]
-    if not args or args[0] not in ("up", "down") or not _plain_output():
+    if not args or args[0] not in ("up", "down", "ls") or not _plain_output():
         return None
+    if args[0] == "ls":
+        parsed = _parse(args[1:], {}, {"--json": "json"})
+        if parsed is None or parsed[0]:
+            return None
+        return _ls(bool(parsed[1].get("json")), verbose)
     if args[0] == "up":
         parsed = _parse(args[1:], _UP_VALUES, _UP_FLAGS)
         if parsed is None or len(parsed[0]) != 1 or "config" not in parsed[1]:
@@ -82,6 +87,25 @@ def fast_main(args: list[str]) -> int | None:
         return None
     _logging(verbose)
     return _down(parsed[0][0], parsed[1])
+
+
+def _ls(as_json: bool, verbose: bool) -> int | None:
+    if not as_json and not (sys.stdout.encoding or "").lower().replace("-", "").startswith("utf8"):
+        return None  # rich would draw an ASCII box: leave it to rich
+    _logging(verbose)
+    from . import listing
+
+    rows = listing.rows()
+    if as_json:
+        import json
+
+        print(json.dumps(rows, indent=2))
+    elif not rows:
+        print("no vault is up")
+    else:
+        print(listing.plain_table(listing.HEADERS, [[_esc(c) for c in listing.cells(r)]
+                                                    for r in rows]))
+    return 0
 
 
 def _logging(verbose: bool) -> None:
