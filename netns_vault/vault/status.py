@@ -87,7 +87,7 @@ def _userspace_stats(names: list[str]) -> dict[str, Any]:
     """The UAPI stats of every userspace vault of `names`, asked of their wireguard-go in
     parallel (each answers in a few ms of its own scheduling; 100 in a row add up). The kernel
     driver's stats fork into the namespace: not from threads, so not here."""
-    handles = {}
+    handles: dict[str, Any] = {}
     for name in names:
         with contextlib.suppress(Exception):
             handle = tunnel_handle(VaultNames.of(name), state.read_state(name))
@@ -101,7 +101,7 @@ def _userspace_stats(names: list[str]) -> dict[str, Any]:
 
     def ask(name: str) -> Any:
         try:
-            return driver.stats(handles[name], None)
+            return driver.stats(handles[name], VaultNames.of(name).netns)
         except Exception as exc:
             return exc
 
