@@ -5,7 +5,8 @@
 
 In the closed test world (netns_vault.sandbox.World), with one WireGuard server that gets a peer
 per vault: brings up COUNT vaults through the in-process API (`vault.up_many`'s path: one `up`
-per vault, imports paid once), each with its own key and tunnel address; times `vault ls` (the
+per vault, imports paid once; with --cli one `vault up NAME... --config-dir DIR` and one `vault
+down NAME...`), each with its own key and tunnel address; times `vault ls` (the
 CLI) with all of them up; sends one HTTP request through every vault and checks the echo server
 answered with that vault's own tunnel address; checks the server saw a handshake from every one;
 prints the memory per vault (PSS of its wireguard-go, from /proc/PID/smaps_rollup, plus the
@@ -32,6 +33,7 @@ REPO = os.path.dirname(BENCH_DIR)
 sys.path.insert(0, REPO)
 
 from netns_vault import vault  # noqa: E402
+from netns_vault.errors import SystemFailure  # noqa: E402
 from netns_vault.nsexec import CLONE_NEWNET, libc  # noqa: E402
 from netns_vault.sandbox import WEB_URL, World, missing_tools  # noqa: E402
 from netns_vault.sandbox.clients import client_config_text, write_private_file  # noqa: E402
@@ -97,7 +99,7 @@ def count_threads() -> int:
     return n
 
 
-def run(count: int, driver: str, world: World) -> int:
+def run(count: int, driver: str, world: World, cli: bool = False) -> int:
     tag = secrets.token_hex(2)
     names = [f"s{tag}{i}" for i in range(count)]  # <= 12 chars up to 9,999,999
     t = time.perf_counter()
@@ -114,6 +116,7 @@ def run(count: int, driver: str, world: World) -> int:
     host = os.open(f"/run/netns/{world.host_ns}", os.O_RDONLY)
     made: list[str] = []
     failure = None
+    failed_after = 0
     code = 0
     try:
         setns_fd(host)  # this process's vaults (and their wireguard-go) live in the world's host
@@ -121,30 +124,48 @@ def run(count: int, driver: str, world: World) -> int:
         before = meminfo()
         up_times: list[float] = []
         step_times: list[dict[str, float]] = []
+        clock = [time.perf_counter(), time.perf_counter()]  # last vault, last step
+        steps: dict[str, float] = {}
+
+        def on_step(step: str) -> None:
+            now = time.perf_counter()
+            steps[step] = now - clock[1]
+            clock[1] = now
+
+        def on_vault(i: int, result: object) -> None:
+            now = time.perf_counter()
+            up_times.append(now - clock[0])
+            step_times.append(dict(steps))
+            steps.clear()
+            clock[0] = clock[1] = now
+            made.append(names[i])
+
         t0 = time.perf_counter()
-        for name, cfg in zip(names, configs, strict=True):
-            t = time.perf_counter()
-            steps: dict[str, float] = {}
-            clock = [t]
-
-            def on_step(step: str, steps: dict = steps, clock: list = clock) -> None:
-                now = time.perf_counter()
-                steps[step] = now - clock[0]
-                clock[0] = now
-
-            try:
-                vault.up(name, cfg, driver_choice=driver, on_step=on_step)
+        if cli:
+            res = subprocess.run([VAULT, "up", *names, "--config-dir", world.tmpdir,
+                                  "--driver", driver], capture_output=True, text=True)
+            if res.returncode == 0:
+                made.extend(names)
+            else:
+                failure = f"vault up of {count} names failed: {res.stderr.strip()}"
+        else:
+            clock[0] = clock[1] = t0
+            try:  # all or nothing: on a failure up_many takes down what it made
+                vault.up_many(list(zip(names, configs, strict=True)), driver_choice=driver,
+                              on_vault=on_vault, on_step=on_step)
             except Exception as exc:
-                failure = f"vault {len(made) + 1} ({name}) failed: {exc}"
-                break
-            up_times.append(time.perf_counter() - t)
-            step_times.append(steps)
-            made.append(name)
+                failure = f"vault {len(made) + 1} ({names[len(made)]}) failed: {exc}"
+                failed_after = len(made)
+                made.clear()  # taken down again by up_many
         up_total = time.perf_counter() - t0
         after = meminfo()
         n = len(made)
-        print(f"\n== {n} of {count} vaults up (driver {driver}) ==")
+        how = (f"one `vault up NAME... --config-dir` ({count} names)" if cli
+               else "vault.up_many in this process")
+        print(f"\n== {n} of {count} vaults up (driver {driver}; {how}) ==")
         if failure:
+            if not cli:
+                print(f"{failed_after} were up before the failure; up_many took them down again")
             print(f"STOPPED: {failure}")
             print(f"  limits: {limits()}; threads now {count_threads()}; "
                   f"MemAvailable {after['MemAvailable'] // 1024} MiB")
@@ -154,15 +175,19 @@ def run(count: int, driver: str, world: World) -> int:
         target = "  target < 15 s for 100: " + ("met" if up_total < 15 else "MISSED") \
             if count == 100 else ""
         print(f"up: {up_total:.2f} s in total, {fmt(up_total / n)} per vault{target}")
-        first, last = up_times[:10], up_times[-10:]
-        print(f"  first ten: median {fmt(statistics.median(first))} "
-              f"(min {fmt(min(first))}, max {fmt(max(first))})")
-        print(f"  last ten:  median {fmt(statistics.median(last))} "
-              f"(min {fmt(min(last))}, max {fmt(max(last))})"
-              f"  -> last/first {statistics.median(last) / statistics.median(first):.2f}x")
-        for label, rows in (("first ten", step_times[:10]), ("last ten ", step_times[-10:])):
-            print(f"  {label} by step (median ms): " + ", ".join(
-                f"{k} {1000 * statistics.median(r[k] for r in rows):.1f}" for k in rows[0]))
+        if cli:
+            print("  (one process for all: no clock per vault; the in-process run without --cli "
+                  "prints the first ten and the last ten)")
+        else:
+            first, last = up_times[:10], up_times[-10:]
+            print(f"  first ten: median {fmt(statistics.median(first))} "
+                  f"(min {fmt(min(first))}, max {fmt(max(first))})")
+            print(f"  last ten:  median {fmt(statistics.median(last))} "
+                  f"(min {fmt(min(last))}, max {fmt(max(last))})"
+                  f"  -> last/first {statistics.median(last) / statistics.median(first):.2f}x")
+            for label, rows in (("first ten", step_times[:10]), ("last ten ", step_times[-10:])):
+                print(f"  {label} by step (median ms): " + ", ".join(
+                    f"{k} {1000 * statistics.median(r[k] for r in rows):.1f}" for k in rows[0]))
 
         ls_times = []
         for _ in range(5):
@@ -217,7 +242,11 @@ def run(count: int, driver: str, world: World) -> int:
               f"{kernel / 1024:.2f} MiB; MemAvailable drop / {n}: {used / 1024:.2f} MiB")
     finally:
         t = time.perf_counter()
-        results = vault.down_many(made)
+        if cli and made:
+            res = subprocess.run([VAULT, "down", *made], capture_output=True, text=True)
+            results = [] if res.returncode == 0 else [SystemFailure(res.stderr.strip())]
+        else:
+            results = vault.down_many(made)
         down_total = time.perf_counter() - t
         setns_fd(original)
         os.close(original)
@@ -273,6 +302,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--count", type=int, default=1000, help="vaults (default 1000)")
     ap.add_argument("--driver", default="userspace", choices=("auto", "userspace", "kernel"))
+    ap.add_argument("--cli", action="store_true",
+                    help="up and down through the CLI: one `vault up NAME... --config-dir DIR` "
+                         "and one `vault down NAME...` (no per-vault times)")
     ap.add_argument("--no-raise-inotify", dest="raise_inotify", action="store_false",
                     help="keep fs.inotify.max_user_instances as it is (one instance per vault)")
     args = ap.parse_args()
@@ -288,7 +320,7 @@ def main() -> int:
     old = raise_inotify(args.count) if args.raise_inotify else None
     try:
         with World(prefix="bs", clients=1) as world:
-            return run(args.count, args.driver, world)
+            return run(args.count, args.driver, world, args.cli)
     finally:
         restore_inotify(old)
 

@@ -585,6 +585,9 @@ def main() -> int:
                     help="also profile one `vault up` and one `vault down` phase by phase "
                     "(bench/profile_vault.py)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every repetition")
+    ap.add_argument("--scale", type=int, default=100, metavar="N",
+                    help="then N vaults at once: one `vault up NAME...`, `vault ls`, one `vault "
+                         "down NAME...` (bench_scale.py --cli; default 100, 0 to skip)")
     args = ap.parse_args()
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -701,6 +704,14 @@ def main() -> int:
             top = ", ".join(f"{m} {us/1e3:.1f}" + (f" (via {by})" if by != "<command>" else "")
                             for m, by, us in rep.offenders)
             print(f"    top offenders (ms cumulative): {top or 'none'}")
+    if args.scale:
+        print()
+        print(f"== {args.scale} vaults at once through the CLI's bulk path "
+              "(bench/bench_scale.py --cli) ==", flush=True)
+        res = subprocess.run([sys.executable, os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "bench_scale.py"), "--count", str(args.scale), "--cli",
+            "--driver", "userspace"])
+        rc = rc or res.returncode
     print()
     print(f"whole benchmark: {time.perf_counter() - t_start:.1f} s")
     return rc

@@ -63,9 +63,13 @@ def _notice(msg: str) -> None:
 
 @app.command()
 def up(
-    name: Annotated[str, typer.Argument(help="Vault name: up to 12 of a-z 0-9 -.")],
-    config: Annotated[str, typer.Option("--config", "-c",
-                                        help="wg-quick .conf file, or a name in /etc/wireguard.")],
+    names: Annotated[list[str], typer.Argument(
+        metavar="NAME...", help="Vault name(s): up to 12 of a-z 0-9 -. Several: all or none.")],
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", "-c", help="wg-quick .conf file, or a name in /etc/wireguard; one per NAME, "
+                               "in the same order.")] = None,
+    config_dir: Annotated[str | None, typer.Option(
+        "--config-dir", help="Read DIR/NAME.conf for each NAME (instead of --config).")] = None,
     driver: Annotated[str, typer.Option(help="WireGuard driver: auto, kernel or userspace.")]
     = "auto",
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the first handshake.")] = False,
@@ -78,20 +82,30 @@ def up(
                                           "xtables works, else nftables), iptables or "
                                           "nftables.")] = "auto",
 ) -> None:
-    """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel."""
+    """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel.
+
+    Several names are brought up in one process, all or nothing: if one fails, those already up
+    are taken down again."""
+    kind = "docker" if docker else "netns"
     # vault.up checks the name, the driver, the kind and the firewall before it reads the config
-    result = vault.up(name, config, driver_choice=driver,
-                      provider_kind="docker" if docker else "netns", firewall=firewall)
+    if len(names) == 1 and config and len(config) == 1 and not config_dir:
+        results = [vault.up(names[0], config[0], driver_choice=driver, provider_kind=kind,
+                            firewall=firewall)]
+    else:
+        results = vault.up_many(vault.specs_for(names, config, config_dir),
+                                driver_choice=driver, provider_kind=kind, firewall=firewall)
     try:
-        for notice in result.notices:
-            _notice(notice)
-        out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is up "
-                  f"(namespace {esc(result.netns)}, {esc(result.driver)} driver, "
-                  f"{esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
-                  f"{esc(', '.join(result.addresses))} via "
-                  f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
-        if wait:
-            with err.status(f"waiting for the first handshake (up to {timeout:g} s)…"):
+        for result in results:
+            for notice in result.notices:
+                _notice(notice)
+            out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is up "
+                      f"(namespace {esc(result.netns)}, {esc(result.driver)} driver, "
+                      f"{esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
+                      f"{esc(', '.join(result.addresses))} via "
+                      f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
+        for result in results if wait else []:
+            with err.status(f"waiting for the first handshake of {esc(result.name)} "
+                            f"(up to {timeout:g} s)…"):
                 when = vault.wait_for_handshake(result.name, timeout)
             if when is None:
                 raise CheckFailed(f"no handshake within {timeout:g} s; the vault is up but the "
@@ -99,28 +113,42 @@ def up(
             out.print("[green]✔[/] handshake done")
     except KeyboardInterrupt:
         raise InterruptedAfterChange(
-            f"interrupted after vault {result.name} was up; it is up") from None
+            f"interrupted after vault {results[0].name} was up; it is up" if len(results) == 1
+            else f"interrupted after vaults {', '.join(r.name for r in results)} were up; "
+                 "they are up") from None
 
 
 @app.command()
 def down(
-    name: str,
+    names: Annotated[list[str], typer.Argument(metavar="NAME...")],
     kill: Annotated[bool, typer.Option("--kill", help="End the processes still inside.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Docker vaults: stop attached "
                                                         "containers first.")] = False,
 ) -> None:
-    """Take vault NAME down. Processes left inside lose their network; they never leak."""
-    result = vault.down(name, kill=kill, force=force)
-    if not result.existed:
-        out.print(f"vault {esc(result.name)} is not up; nothing to do")
-        return
-    out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is down")
-    if result.processes:
-        verb = "ended" if result.killed else "still running, now without any network"
-        for pid, cmd in result.processes:
-            out.print(f"  pid {pid} {verb}: {esc(cmd)}")
-        if not result.killed:
-            out.print("  (use --kill to end them)")
+    """Take vault NAME (or several) down. Processes left inside lose their network; they never
+    leak. With several names each is taken down even when another fails."""
+    if len(names) == 1:
+        results: list = [vault.down(names[0], kill=kill, force=force)]
+    else:
+        results = vault.down_many(names, kill=kill, force=force, keep_going=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            continue
+        if not result.existed:
+            out.print(f"vault {esc(result.name)} is not up; nothing to do")
+            continue
+        out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is down")
+        if result.processes:
+            verb = "ended" if result.killed else "still running, now without any network"
+            for pid, cmd in result.processes:
+                out.print(f"  pid {pid} {verb}: {esc(cmd)}")
+            if not result.killed:
+                out.print("  (use --kill to end them)")
+    vault_errors = [r for r in results if isinstance(r, BaseException)]
+    for exc in vault_errors[1:]:
+        err.print(f"vault: {esc(exc)}")
+    if vault_errors:
+        raise vault_errors[0]
 
 
 @app.command()

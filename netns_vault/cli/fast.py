@@ -14,7 +14,8 @@ import os
 import sys
 
 _UP_VALUES = {"--config": "config", "-c": "config", "--driver": "driver", "--firewall": "firewall",
-              "--timeout": "timeout"}
+              "--timeout": "timeout", "--config-dir": "config_dir"}
+_REPEATABLE = {"config"}
 _UP_FLAGS = {"--docker": "docker"}
 _DOWN_FLAGS = {"--kill": "kill", "--force": "force"}
 
@@ -46,9 +47,12 @@ def _parse(args: list[str], values: dict[str, str], flags: dict[str, str]
                         return None  # let typer say it
                     value = args[i + 1]
                     i += 1
-                if values[key] in opts:
+                if values[key] in _REPEATABLE:
+                    opts.setdefault(values[key], []).append(value)
+                elif values[key] in opts:
                     return None
-                opts[values[key]] = value
+                else:
+                    opts[values[key]] = value
             elif key in flags and value is None:
                 opts[flags[key]] = True
             else:
@@ -73,7 +77,7 @@ def fast_main(args: list[str]) -> int | None:
         return _ls(bool(parsed[1].get("json")), verbose)
     if args[0] == "up":
         parsed = _parse(args[1:], _UP_VALUES, _UP_FLAGS)
-        if parsed is None or len(parsed[0]) != 1 or "config" not in parsed[1]:
+        if parsed is None or not parsed[0]:
             return None
         if "timeout" in parsed[1]:
             try:
@@ -81,12 +85,12 @@ def fast_main(args: list[str]) -> int | None:
             except ValueError:
                 return None
         _logging(verbose)
-        return _up(parsed[0][0], parsed[1])
+        return _up(parsed[0], parsed[1])
     parsed = _parse(args[1:], {}, _DOWN_FLAGS)
-    if parsed is None or len(parsed[0]) != 1:
+    if parsed is None or not parsed[0]:
         return None
     _logging(verbose)
-    return _down(parsed[0][0], parsed[1])
+    return _down(parsed[0], parsed[1])
 
 
 def _ls(as_json: bool, verbose: bool) -> int | None:
@@ -122,40 +126,63 @@ def _esc(value: object) -> str:
     return one_line(str(value))
 
 
-def _up(name: str, opts: dict) -> int:
+def _up(names: list[str], opts: dict) -> int:
     from .. import vault
     from ..errors import InterruptedAfterChange
 
     firewall = opts.get("firewall", "auto")
-    result = vault.up(name, opts["config"], driver_choice=opts.get("driver", "auto"),
-                      provider_kind="docker" if opts.get("docker") else "netns", firewall=firewall)
+    kind = "docker" if opts.get("docker") else "netns"
+    driver = opts.get("driver", "auto")
+    configs = opts.get("config") or []
+    if len(names) == 1 and len(configs) == 1 and "config_dir" not in opts:
+        results = [vault.up(names[0], configs[0], driver_choice=driver, provider_kind=kind,
+                            firewall=firewall)]
+    else:
+        results = vault.up_many(vault.specs_for(names, configs, opts.get("config_dir")),
+                                driver_choice=driver, provider_kind=kind, firewall=firewall)
     try:
-        for notice in result.notices:
-            print(f"notice: {_esc(notice)}", file=sys.stderr)
-        print(f"✔ vault {_esc(result.name)} is up "
-              f"(namespace {_esc(result.netns)}, {_esc(result.driver)} driver, "
-              f"{_esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
-              f"{_esc(', '.join(result.addresses))} via "
-              f"{_esc(', '.join(result.endpoints) or 'no endpoint')})")
+        for result in results:
+            for notice in result.notices:
+                print(f"notice: {_esc(notice)}", file=sys.stderr)
+            print(f"✔ vault {_esc(result.name)} is up "
+                  f"(namespace {_esc(result.netns)}, {_esc(result.driver)} driver, "
+                  f"{_esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
+                  f"{_esc(', '.join(result.addresses))} via "
+                  f"{_esc(', '.join(result.endpoints) or 'no endpoint')})")
         sys.stdout.flush()
     except KeyboardInterrupt:
         raise InterruptedAfterChange(
-            f"interrupted after vault {result.name} was up; it is up") from None
+            f"interrupted after vault {results[0].name} was up; it is up" if len(results) == 1
+            else f"interrupted after vaults {', '.join(r.name for r in results)} were up; "
+                 "they are up") from None
     return 0
 
 
-def _down(name: str, opts: dict) -> int:
+def _down(names: list[str], opts: dict) -> int:
     from .. import vault
 
-    result = vault.down(name, kill=bool(opts.get("kill")), force=bool(opts.get("force")))
-    if not result.existed:
-        print(f"vault {_esc(result.name)} is not up; nothing to do")
-        return 0
-    print(f"✔ vault {_esc(result.name)} is down")
-    if result.processes:
-        verb = "ended" if result.killed else "still running, now without any network"
-        for pid, cmd in result.processes:
-            print(f"  pid {pid} {verb}: {_esc(cmd)}")
-        if not result.killed:
-            print("  (use --kill to end them)")
+    kill, force = bool(opts.get("kill")), bool(opts.get("force"))
+    if len(names) == 1:
+        results: list = [vault.down(names[0], kill=kill, force=force)]
+    else:
+        results = vault.down_many(names, kill=kill, force=force, keep_going=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            continue
+        if not result.existed:
+            print(f"vault {_esc(result.name)} is not up; nothing to do")
+            continue
+        print(f"✔ vault {_esc(result.name)} is down")
+        if result.processes:
+            verb = "ended" if result.killed else "still running, now without any network"
+            for pid, cmd in result.processes:
+                print(f"  pid {pid} {verb}: {_esc(cmd)}")
+            if not result.killed:
+                print("  (use --kill to end them)")
+    errors = [r for r in results if isinstance(r, BaseException)]
+    sys.stdout.flush()
+    for exc in errors[1:]:
+        print(f"vault: {_esc(exc)}", file=sys.stderr)
+    if errors:
+        raise errors[0]
     return 0

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from ..endpoints import resolve_peers as resolve_endpoints
     from ..finding import Finding
     from ..finding import Finding as Invariant
+    from .bulk import UpSpec, down_many, specs_for, up_many
     from .checks import check
     from .install import StepHook
     from .lifecycle import RELOAD_STEPS, UP_STEPS, UpResult, is_up, reload_tunnel, up
@@ -41,7 +42,7 @@ _LAZY = {
     **{n: (".status", n) for n in ("last_handshake", "list_vaults", "status", "up_names",
                                    "wait_for_handshake")},
     **{n: (".teardown", n) for n in ("DOWN_STEPS", "DownResult", "down")},
-    **{n: (".bulk", n) for n in ("up_many", "down_many", "UpSpec")},
+    **{n: (".bulk", n) for n in ("up_many", "down_many", "UpSpec", "specs_for")},
 }
 
 
@@ -77,6 +78,7 @@ __all__ = [
     "check",
     "down",
     "down_many",
+    "specs_for",
     "is_up",
     "last_handshake",
     "list_vaults",

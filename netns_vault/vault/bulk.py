@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..config import WgConfig
-from ..errors import SystemFailure
+from ..errors import SystemFailure, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +24,30 @@ log = logging.getLogger(__name__)
 class UpSpec:
     name: str
     config: WgConfig | str  # parsed, or a path to parse
+
+
+def specs_for(names: list[str], configs: list[str] | None = None,
+              config_dir: str | None = None) -> list[UpSpec]:
+    """What `vault up NAME... --config F...` or `--config-dir DIR` means: one config per name,
+    given in the same order, or DIR/NAME.conf for each. UsageError otherwise (before anything is
+    read or touched)."""
+    import os
+
+    configs = list(configs or [])
+    if not names:
+        raise UsageError("no vault name given")
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise UsageError(f"vault {dup!r} named twice")
+    if bool(configs) == bool(config_dir):
+        raise UsageError("give either --config (one per name) or --config-dir")
+    if configs:
+        if len(configs) != len(names):
+            raise UsageError(f"{len(names)} names but {len(configs)} --config: give one per "
+                             "name, in the same order (or --config-dir DIR with DIR/NAME.conf)")
+        return [UpSpec(n, c) for n, c in zip(names, configs, strict=True)]
+    assert config_dir is not None
+    return [UpSpec(n, os.path.join(config_dir, f"{n}.conf")) for n in names]
 
 
 def preload(firewall: str = "auto") -> None:
@@ -40,14 +64,15 @@ def preload(firewall: str = "auto") -> None:
 
 
 def up_many(specs: Iterable[UpSpec | tuple[str, WgConfig | str]], driver_choice: str = "auto",
-            firewall: str = "auto", keep_going: bool = False,
-            on_vault: Callable[[int, object], object] | None = None) -> list:
+            firewall: str = "auto", keep_going: bool = False, provider_kind: str = "netns",
+            on_vault: Callable[[int, object], object] | None = None,
+            on_step: Callable[[str], object] | None = None) -> list:
     """Bring up each vault of `specs` (in order) with `vault.up`; returns their UpResults.
 
     On the first failure (or Ctrl-C) the vaults this call brought up are taken down again and the
     error is raised: all or nothing. With `keep_going`, a failing vault is skipped instead and
     its error takes its place in the list. `on_vault(i, result)` runs after each (a benchmark's
-    clock)."""
+    clock), `on_step(step)` after each step of each (as `up`'s)."""
     from .lifecycle import up
 
     items = [s if isinstance(s, UpSpec) else UpSpec(*s) for s in specs]
@@ -57,7 +82,8 @@ def up_many(specs: Iterable[UpSpec | tuple[str, WgConfig | str]], driver_choice:
         for i, spec in enumerate(items):
             try:
                 result: object = up(spec.name, spec.config, driver_choice=driver_choice,
-                                    firewall=firewall)
+                                    firewall=firewall, provider_kind=provider_kind,
+                                    on_step=on_step)
             except Exception as exc:
                 if not keep_going:
                     raise
