@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import vault
-from ..errors import CheckFailed, InterruptedAfterChange
+from ..errors import CheckFailed, InterruptedAfterChange, UsageError
 from ..text import one_line
 from . import listing
 
@@ -120,17 +120,30 @@ def up(
 
 @app.command()
 def down(
-    names: Annotated[list[str], typer.Argument(metavar="NAME...")],
+    names: Annotated[list[str] | None, typer.Argument(metavar="NAME...")] = None,
     kill: Annotated[bool, typer.Option("--kill", help="End the processes still inside.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Docker vaults: stop attached "
                                                         "containers first.")] = False,
+    stale: Annotated[bool, typer.Option("--stale", help="Take down every ephemeral vault whose "
+                                        "`vault run --ephemeral` is gone (killed).")] = False,
 ) -> None:
     """Take vault NAME (or several) down. Processes left inside lose their network; they never
     leak. With several names each is taken down even when another fails."""
+    names = names or []
+    results: list = []
+    if stale:
+        from ..vault.ephemeral import collect_stale
+
+        results = collect_stale()
+        if not results and not names:
+            out.print("no stale vault")
+            return
+    elif not names:
+        raise UsageError("give a vault name (or several), or --stale")
     if len(names) == 1:
-        results: list = [vault.down(names[0], kill=kill, force=force)]
-    else:
-        results = vault.down_many(names, kill=kill, force=force, keep_going=True)
+        results += [vault.down(names[0], kill=kill, force=force)]
+    elif names:
+        results += vault.down_many(names, kill=kill, force=force, keep_going=True)
     for result in results:
         if isinstance(result, BaseException):
             continue
