@@ -396,6 +396,21 @@ class Bench:
                     dt = self.host(cmds[key], key)
                     if i >= 0:
                         t[key].append(dt)
+            # A throwaway vault for one program against the same program in a vault that is up.
+            eph = self.vault_instance("e")
+            t["vault run --ephemeral"], t["vault run (up)"] = [], []
+            cmds = {"vault run --ephemeral": [self.vault_bin, "run", "--ephemeral", "-n",
+                                              eph.name, "--config", self.config, "--", "true"],
+                    "vault run (up)": cmds["vault run"]}
+            for i in range(-1, self.reps):
+                for key in (cmds if i % 2 == 0 else list(cmds)[::-1]):
+                    self.live[eph.netns] = eph
+                    dt = self.host(cmds[key], key)
+                    if key == "vault run --ephemeral":
+                        self.assert_gone(eph)
+                        self.live.pop(eph.netns, None)
+                    if i >= 0:
+                        t[key].append(dt)
         finally:
             self.down(inst)
         return t
@@ -666,10 +681,15 @@ def main() -> int:
     print(ratio_line("run", runs["vault run"], runs["ip netns exec"], RUN_TARGET,
                      ("vault run", "ip netns exec")))
     print(f"      (nsenter floor, in every figure: {median(runs['nsenter floor'])*1e3:.1f} ms)")
+    eph, base = median(runs["vault run --ephemeral"]), median(runs["vault run (up)"])
+    print(f"ephemeral: vault run --ephemeral -- true {fmt_ms(eph)} vs vault run -- true in a vault "
+          f"that is up {fmt_ms(base)}: overhead {(eph - base)*1e3:.1f} ms (up + down of a vault), "
+          f"{eph / base:.1f}x")
     print("spread:")
     for key in ("vault up", "script up", "vault down", "script down"):
         print(f"  {key:14} {spread(updown[key])}")
-    for key in ("vault run", "ip netns exec", "nsenter floor"):
+    for key in ("vault run", "ip netns exec", "nsenter floor", "vault run --ephemeral",
+                "vault run (up)"):
         print(f"  {key:14} {spread(runs[key])}")
     diffs = bench.equiv_report
     if diffs is not None:
