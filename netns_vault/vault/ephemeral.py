@@ -75,12 +75,12 @@ def ephemeral_name() -> str:
 
 def run_ephemeral(config: str, launch: Callable[[str], None], name: str | None = None,
                   driver_choice: str = "auto", firewall: str = "auto") -> int:
-    """Bring up a vault, run `launch(name)` in a forked child (it execs the program and never
-    returns), wait for it, take the vault down; returns the program's exit status as a shell
+    """Bring up a vault, run `launch(name)` in a forked child (it execs the program, or raises:
+    the error goes up the child's stack to the CLI's report, never into the parent's teardown),
+    wait for it, take the vault down; returns the program's exit status as a shell
     would (128 + signal), after re-raising the program's signal on this process if it died of
     one. The caller exits with the value."""
     from .lifecycle import up
-    from .teardown import down
 
     for problem in (r for r in collect_stale() if isinstance(r, BaseException)):
         log.warning("collecting a stale ephemeral vault: %s", problem)
@@ -88,22 +88,14 @@ def run_ephemeral(config: str, launch: Callable[[str], None], name: str | None =
     up(name, config, driver_choice=driver_choice, firewall=firewall, owner=owner_record())
     old = {s: signal.getsignal(s) for s in (*FORWARD, signal.SIGINT, signal.SIGQUIT)}
     status = None
+    parent = os.getpid()
     try:
         child = os.fork()
         if child == 0:  # the program's side: `vault run` exactly
-            code = 1
-            try:
-                for s, h in old.items():
-                    signal.signal(s, h)
-                launch(name)
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else 1
-            except BaseException as exc:
-                from ..cli.entry import report
-
-                code = report(exc)
-            finally:
-                os._exit(code)
+            for s, h in old.items():
+                signal.signal(s, h)
+            launch(name)  # execs the program, or raises: the caller reports it (in this child)
+            os._exit(1)  # not reached
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGQUIT, signal.SIG_IGN)
         for s in FORWARD:
@@ -114,20 +106,29 @@ def run_ephemeral(config: str, launch: Callable[[str], None], name: str | None =
                 break
             except InterruptedError:
                 continue
-    finally:
-        try:
-            result = down(name, kill=True)
-            for pid, cmd in result.processes:
-                log.info("ended pid %d left in ephemeral vault %s: %s", pid, name, cmd)
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
+    except BaseException:
+        if os.getpid() == parent:  # (the child goes on to report why it could not exec)
+            _teardown(name, old)
+        raise
+    _teardown(name, old)
     if status is not None and os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         signal.signal(sig, signal.SIG_DFL)
         os.kill(os.getpid(), sig)  # die as the program died
         return 128 + sig
     return os.waitstatus_to_exitcode(status) if status is not None else 1
+
+
+def _teardown(name: str, handlers: dict) -> None:
+    from .teardown import down
+
+    try:
+        result = down(name, kill=True)
+        for pid, cmd in result.processes:
+            log.info("ended pid %d left in ephemeral vault %s: %s", pid, name, cmd)
+    finally:
+        for s, h in handlers.items():
+            signal.signal(s, h)
 
 
 def _forward(child: int, sig: int) -> None:

@@ -83,3 +83,13 @@ def test_sigkill_of_vault_leaves_a_stale_vault_that_down_stale_collects(world, v
         proc.wait()
         for pid in program_pids():
             os.kill(int(pid), signal.SIGKILL)
+
+
+def test_a_program_that_cannot_start_is_one_line_and_leaves_nothing(world, vault_cli):
+    name = vault_cli.new_name()
+    before = host_snapshot(world, name)
+    res = vault_cli("run", "--ephemeral", "-n", name, "--config", vault_cli.config(), "--",
+                    "/nonexistent/program")
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().splitlines() == ["vault: /nonexistent/program: no such file"]
+    assert host_snapshot(world, name) == before
