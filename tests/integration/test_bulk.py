@@ -3,6 +3,7 @@ or nothing, against the closed world."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -39,6 +40,10 @@ def test_several_up_and_down_in_one_call(world, vault_cli, tmp_path, path):
     for n in names:
         assert f"vault {n} is up" in plain(res.stdout)
         assert host_snapshot(world, n)["wireguard_go"]
+    rows = {r["name"]: r for r in json.loads(vault_cli("ls", "--json").stdout)}
+    for n in names:  # their wireguard-go asked all at once (tunnel/uapi.py get_many)
+        assert "tunnel_error" not in rows[n] and rows[n]["listen_port"], rows[n]
+        assert [p["public_key"] for p in rows[n]["peers"]] == [world.server_public_key]
     res = vault_cli("down", *names, env=PATHS[path])
     assert res.returncode == 0, res.stderr
     for n in names:
