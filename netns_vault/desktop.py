@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from . import allow
 from .errors import NotFoundError, UsageError
+from .state import write_text_atomic
 
 APP_DIRS = ("/usr/local/share/applications", "/usr/share/applications")
 ENTRY_DIR = ".local/share/applications"
@@ -236,18 +237,9 @@ def _write_entry(home: str, filename: str, text: str) -> str:
     directory = os.path.join(home, ENTRY_DIR)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     path = os.path.join(directory, filename)
+    # A fresh temp file, never through a symlink: the directory is the user's.
     tmp = os.path.join(directory, f".{filename}.tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, text, 0o644, tmp=tmp, exclusive=True)
     return path
 
 

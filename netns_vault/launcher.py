@@ -245,7 +245,26 @@ def enter_vault(vault: str) -> list[str]:
     return hidden
 
 
-def _session_bus(req: RunRequest, who: Identity, env: dict[str, str]) -> None:
+def _browser_remote_names(req: RunRequest, who: Identity, env: dict[str, str],
+                          vault: str) -> list[str]:
+    """The remoting names of the vault's own Firefox profile, when remoting stays on.
+
+    Only with the filtered bus (its proxy lets the program own and call exactly these) and the
+    profile `vault run` chose (see confine/browsers.py). Empty: remoting off.
+    """
+    if req.dbus != "filtered" or not req.argv:
+        return []
+    found = req.argv[0] if "/" in req.argv[0] else shutil.which(req.argv[0],
+                                                                 path=env.get("PATH"))
+    browser = browsers.kind(req.argv[0], found)
+    if browser is None or browser[0] != "gecko" or browsers.gecko_profile_given(req.argv[1:]):
+        return []
+    profile = browsers.profile_dir(env, who.home, vault, browser[1])
+    return browsers.remote_names(profile, browsers.gecko_app_names(env, found, browser[1]))
+
+
+def _session_bus(req: RunRequest, who: Identity, env: dict[str, str],
+                 own: list[str]) -> None:
     """Point the program at its bus (see confine/dbus.py); runs in the host's namespaces."""
     if req.dbus == "host":
         warn("--dbus host: the program can ask programs outside the vault (a browser, the "
@@ -261,7 +280,7 @@ def _session_bus(req: RunRequest, who: Identity, env: dict[str, str]) -> None:
                             "needed for --dbus filtered; or use --dbus none")
     try:
         env["DBUS_SESSION_BUS_ADDRESS"] = dbus.start_proxy(
-            upstream, who.uid, who.gid, who.name, req.dbus_own, proxy)
+            upstream, who.uid, who.gid, who.name, [*req.dbus_own, *own], proxy)
     except dbus.ProxyFailed as exc:
         raise SystemFailure(f"{exc}; use --dbus none to run without a session bus") from None
 
@@ -304,7 +323,8 @@ def run(req: RunRequest) -> None:
     if req.privileged:
         warn("--privileged: the program keeps its capabilities and may leave the vault")
     program = seccomp.filter_program() if not req.privileged else b""
-    _session_bus(req, who, env)
+    remote = _browser_remote_names(req, who, env, vault)
+    _session_bus(req, who, env, remote)
     try:
         enter_vault(vault)
         _hide_for_program(req, who, env)
@@ -314,7 +334,8 @@ def run(req: RunRequest) -> None:
         profile = None
         if browser is not None:
             argv, profile = browsers.adapt(
-                argv, env, browser[0], browsers.profile_dir(env, who.home, vault, browser[1]))
+                argv, env, browser[0], browsers.profile_dir(env, who.home, vault, browser[1]),
+                remote=bool(remote) and env.get("DBUS_SESSION_BUS_ADDRESS") != dbus.NO_BUS)
         _drop_to(who, req.privileged)
         if profile is not None:
             browsers.make_profile(profile)

@@ -77,11 +77,20 @@ def vault_lock(name: str, remove_after: bool = False) -> Iterator[LockHandle]:
 
 def write_json_atomic(path: str, data: dict) -> None:
     """Temp file, fsync, rename: a reader sees the old file or the new one, never half of it."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True), 0o600,
+                      tmp=f"{path}.tmp{os.getpid()}")
+
+
+def write_text_atomic(path: str, text: str, mode: int, *, tmp: str,
+                      exclusive: bool = False) -> None:
+    """Write `text` to `tmp` (mode `mode`; `exclusive`: a fresh file, never through a symlink),
+    fsync it, then rename it over `path`. The temp file is gone whatever happens."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC
+    flags |= (os.O_EXCL | os.O_NOFOLLOW) if exclusive else os.O_TRUNC
+    fd = os.open(tmp, flags, mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.rename(tmp, path)

@@ -62,6 +62,9 @@ def apply_cmd(
     allow_forward_from: Annotated[list[str] | None, typer.Option(
         "--allow-forward-from", metavar="IF",
         help="Forward from IF into the tunnel only (repeatable).")] = None,
+    firewall: Annotated[str, typer.Option(
+        help="Firewall backend: auto (iptables where legacy xtables works, else nftables), "
+             "iptables or nftables. A re-apply keeps the backend in force.")] = "auto",
     netns: Netns = None,
     state_dir: StateDir = core.DEFAULT_STATE_DIR,
 ) -> None:
@@ -69,12 +72,15 @@ def apply_cmd(
     req = core.ApplyRequest(
         config=config, phys=phys, ssh_port=ssh_port or None, ssh_from=tuple(ssh_from or ()),
         allow_lan=tuple(allow_lan or ()), allow_dhcp=allow_dhcp, confirm_within=confirm_within,
-        forward_from=tuple(allow_forward_from or ()), force_public_lan=force_public_lan)
+        forward_from=tuple(allow_forward_from or ()), force_public_lan=force_public_lan,
+        firewall=firewall)
     result = core.apply(req, netns=netns, state_dir=state_dir)
     spec = result.spec
     out.print(f"[green]✔[/] lockdown {'re-applied' if result.reapplied else 'applied'}: "
               f"only {spec.tunnel} and WireGuard to "
               f"{', '.join(map(str, spec.endpoints))}")
+    out.print(f"  {result.firewall} firewall"
+              f"{' (auto)' if result.firewall_choice == 'auto' else ''}")
     if spec.ssh_port:
         out.print(f"  SSH on port {spec.ssh_port} from {', '.join(spec.ssh_from) or 'anywhere'}")
     for cidr in spec.allow_lan:
@@ -121,7 +127,7 @@ def _print_report(report: core.Report, verbose: bool) -> None:
     state = report.state or {}
     spec = state.get("spec", {})
     out.print(f"lockdown for [bold]{spec.get('tunnel')}[/] since "
-              f"{_clock(state.get('applied_at', 0))} "
+              f"{_clock(state.get('applied_at', 0))}, {state.get('firewall')} firewall "
               f"(tunnel {'up' if report.tunnel_up else 'DOWN: everything is blocked'})")
     for item in report.items:
         mark = "[green]✔[/]" if item["ok"] else "[red]✘[/]"
@@ -134,8 +140,8 @@ def _print_report(report: core.Report, verbose: bool) -> None:
 @app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
-    rules: Annotated[bool, typer.Option("--rules", help="Show the rules as iptables "
-                                                        "commands.")] = False,
+    rules: Annotated[bool, typer.Option("--rules", help="Show the rules as the firewall "
+                                                        "backend's commands.")] = False,
     netns: Netns = None,
     state_dir: StateDir = core.DEFAULT_STATE_DIR,
 ) -> None:

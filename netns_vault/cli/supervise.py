@@ -10,6 +10,8 @@ ROOT_HELP = "Write under this directory instead of / (tests)."
 
 
 def register(app: typer.Typer) -> None:
+    """Add the top-level commands (supervise, enable, disable, attach-unit, detach-unit) to the
+    app. Long only because it holds five thin command definitions, each a few lines."""
     @app.command()
     def supervise(
         name: str,

@@ -303,32 +303,37 @@ def _walk(path: str, base: str, skip_dirs: frozenset[str] = frozenset()) -> list
     return out
 
 
+ROOTFS_DIRS = (
+    ("usr/bin", 0o755), ("usr/sbin", 0o755), ("usr/lib", 0o755), ("usr/lib64", 0o755),
+    ("usr/local/bin", 0o755), ("etc", 0o755), ("tmp", 0o1777), ("run", 0o755), ("var", 0o755),
+    ("proc", 0o555), ("sys", 0o555), ("dev", 0o755), ("config", 0o755), ("root", 0o700),
+)
+
+
 def plan_rootfs(busybox: str = images.BUSYBOX) -> RootfsPlan:
     """Everything the gateway image's rootfs holds, taken from this host."""
     plan = RootfsPlan()
-    elfs: list[str] = []
     for name, target in MERGED_USR.items():
         plan.symlinks[name] = target
-    for d, mode in (
-        ("usr/bin", 0o755),
-        ("usr/sbin", 0o755),
-        ("usr/lib", 0o755),
-        ("usr/lib64", 0o755),
-        ("usr/local/bin", 0o755),
-        ("etc", 0o755),
-        ("tmp", 0o1777),
-        ("run", 0o755),
-        ("var", 0o755),
-        ("proc", 0o555),
-        ("sys", 0o555),
-        ("dev", 0o755),
-        ("config", 0o755),
-        ("root", 0o700),
-    ):
+    for d, mode in ROOTFS_DIRS:
         plan.dirs[d] = mode
     plan.symlinks["var/run"] = "../run"
+    # Every ELF taken from the host: their shared libraries come along (below).
+    elfs = _plan_python(plan) + _plan_packages(plan) + _plan_wireguard_go(plan)
+    libdir = _xtables_libdir()
+    elfs += _plan_iptables(plan, libdir)
+    # libgcc_s: glibc loads it at run time (thread cancellation), ldd does not list it
+    for lib in shared_libraries(elfs) + _libgcc_s(libdir):
+        plan.add_host_path(lib)
+    _plan_busybox(plan, busybox)
+    for target, text in ETC_FILES.items():
+        plan.add_generated(target, text.encode())
+    return plan
 
-    # python: the real binary behind the venv, its standard library and extension modules
+
+def _plan_python(plan: RootfsPlan) -> list[str]:
+    """The real binary behind the venv, its standard library and extension modules."""
+    elfs: list[str] = []
     python = os.path.realpath(sys.executable)
     plan.add_host_path(python)
     elfs.append(python)
@@ -350,8 +355,12 @@ def plan_rootfs(busybox: str = images.BUSYBOX) -> RootfsPlan:
         plan.add_file(os.path.realpath(host), target)
         if host.endswith(".so"):
             elfs.append(host)
+    return elfs
 
-    # netns-vault's runtime dependencies and the package itself
+
+def _plan_packages(plan: RootfsPlan) -> list[str]:
+    """netns-vault's runtime dependencies and the package itself."""
+    elfs: list[str] = []
     for dist in runtime_distributions():
         for host, rel in _dist_files(dist):
             plan.add_file(host, os.path.join(SITE_DIR, rel))
@@ -363,15 +372,20 @@ def plan_rootfs(busybox: str = images.BUSYBOX) -> RootfsPlan:
         if not rel.endswith((".pyc", ".pyo")):
             plan.add_file(host, os.path.join(SITE_DIR, rel))
     plan.add_generated("usr/local/bin/vault", VAULT_SCRIPT.encode(), 0o755)
+    return elfs
 
-    # wireguard-go
+
+def _plan_wireguard_go(plan: RootfsPlan) -> list[str]:
     wg = shutil.which("wireguard-go")
     if wg is None:
         raise SystemFailure("wireguard-go not found (apt-get install wireguard-go)")
     plan.add_host_path(wg)
-    elfs.append(os.path.realpath(wg))
+    return [os.path.realpath(wg)]
 
-    # iptables-legacy, its libraries (python-iptables loads them by path) and extensions
+
+def _plan_iptables(plan: RootfsPlan, libdir: str) -> list[str]:
+    """iptables-legacy, its libraries (python-iptables loads them by path) and extensions."""
+    elfs: list[str] = []
     multi = shutil.which("xtables-legacy-multi") or shutil.which(
         "xtables-legacy-multi", path="/usr/sbin:/sbin"
     )
@@ -382,7 +396,6 @@ def plan_rootfs(busybox: str = images.BUSYBOX) -> RootfsPlan:
     sbin = os.path.dirname(canonical(multi))
     for name in IPTABLES_NAMES:
         plan.symlinks.setdefault(os.path.join(sbin, name), "xtables-legacy-multi")
-    libdir = _xtables_libdir()
     for entry in sorted(os.listdir(libdir)):
         if entry.startswith(("libxtables.so", "libip4tc.so", "libip6tc.so")):
             plan.add_host_path(os.path.join(libdir, entry))
@@ -398,12 +411,11 @@ def plan_rootfs(busybox: str = images.BUSYBOX) -> RootfsPlan:
     for host, rel in _walk(os.path.join(libdir, "xtables"), "/"):
         plan.add_host_path("/" + rel)
         elfs.append(os.path.realpath(host))
+    return elfs
 
-    # libgcc_s: glibc loads it at run time (thread cancellation), ldd does not list it
-    for lib in shared_libraries(elfs) + _libgcc_s(libdir):
-        plan.add_host_path(lib)
 
-    # busybox: a shell and the usual tools, where nothing real is in the way
+def _plan_busybox(plan: RootfsPlan, busybox: str) -> None:
+    """A shell and the usual tools, where nothing real is in the way."""
     bb = _static_busybox(busybox)
     plan.add_file(bb, "usr/bin/busybox")
     for applet in images._applets(bb):
@@ -411,9 +423,6 @@ def plan_rootfs(busybox: str = images.BUSYBOX) -> RootfsPlan:
         if not plan.has(target):
             depth = target.count("/")
             plan.symlinks[target] = "../" * depth + "usr/bin/busybox"
-    for target, text in ETC_FILES.items():
-        plan.add_generated(target, text.encode())
-    return plan
 
 
 def canonical_in_rootfs(path: str) -> str:

@@ -8,9 +8,10 @@ into the namespace (nsexec.run_in_netns, lockdown.target.in_target) and call it 
 |-----------------|------------------------------------------------------------------------|
 | is_supported()  | None if it works here, else one line saying why not                    |
 | commit_steps(t) | the names of its commits for tables t, in order (the apply step names) |
+| commands(t)     | what apply(t) does, as lines for logs and `status --rules`             |
 | apply(t, after) | commit t atomically (one commit per table, or one transaction);        |
 |                 | after(step) runs after each commit                                     |
-| inspect(t)      | CheckItems comparing the live rules with t exactly                     |
+| inspect(t)      | Findings comparing   the live rules with t exactly                     |
 | swap_chain(...) | replace one of our chains' rules in one commit (lockdown refresh)      |
 | save()/restore()| what it would change, saved as JSON data / put back exactly            |
 """
@@ -33,6 +34,8 @@ class FirewallBackend(Protocol):
     def is_supported(self) -> str | None: ...
 
     def commit_steps(self, tables: list[Table]) -> list[str]: ...
+
+    def commands(self, tables: list[Table]) -> list[str]: ...
 
     def apply(self, tables: list[Table], after: StepHook | None = None) -> list[str]: ...
 

@@ -324,6 +324,9 @@ class IptablesBackend:
     def commit_steps(self, tables: list[Table]) -> list[str]:
         return [t.step for t in tables]
 
+    def commands(self, tables: list[Table]) -> list[str]:
+        return [c for t in self._present(tables) for c in t.commands()]
+
     def apply(self, tables: list[Table],
               after: Callable[[str], object] | None = None) -> list[str]:
         """Commit each table (one commit each); `after(step)` runs after each commit."""

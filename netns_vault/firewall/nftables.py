@@ -6,16 +6,16 @@ no maintained binding of it. Our venv has no system site-packages, so `load_nfta
 that one package by path (/usr/lib/python3/dist-packages/nftables), not the whole dist-packages
 directory, the way firewall/iptables.py points python-iptables at its libraries.
 
-Tables: everything lives in ONE `inet` table owned by netns-vault (TABLE), replaced in one
-transaction (add+delete+add of the table in one batch: no moment without it). Base chains
-input/forward/output carry the policies; IPv6 is dropped in the same table, first thing in each
-chain. A Table (rules.py) that is `owned` maps 1:1 (IPv4 rules; the IPv6 Table must have no
-rules, only DROP policies).
+Tables: everything lives in ONE `inet` table owned by netns-vault, replaced in one transaction
+(add+delete+add of the table in one batch: no moment without it). How the model's Tables map onto
+it, and why its base chains sit at the priorities they do, is in nft_rules.py (pure). inspect
+reads the table back as JSON and compares it with the same data, exactly.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import os
 import sys
@@ -23,17 +23,14 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
-from ..errors import SystemFailure, UsageError
+from ..errors import SystemFailure
 from ..finding import Finding
+from .nft_rules import FAMILY, TABLE, compile_tables, nft_rule, rule_exprs, rule_obj, shape
 from .rules import LiveTable, Rule, Table, compare_table
 
 log = logging.getLogger(__name__)
 
-TABLE = "netns-vault"
-FAMILY = "inet"
 DIST_PACKAGES = ("/usr/lib/python3/dist-packages", "/usr/lib/python3/site-packages")
-HOOKS = {"INPUT": "input", "FORWARD": "forward", "OUTPUT": "output"}
-PRIORITY = 0  # filter
 
 
 def load_nftables() -> ModuleType:
@@ -80,56 +77,18 @@ def run(cmds: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------------------------
-# Our rules as nftables JSON expressions (pure)
-
-
-def _match(key: dict[str, Any], value: Any, op: str = "==") -> dict[str, Any]:
-    return {"match": {"op": op, "left": key, "right": value}}
-
-
-def rule_exprs(rule: Rule) -> list[dict[str, Any]]:
-    """A rule of the vault's (interface + verdict) as nftables expressions."""
-    unsupported = [k for k, v in rule.to_dict().items()
-                   if k not in ("chain", "target", "in_iface", "out_iface") and v is not None]
-    if unsupported:
-        raise UsageError(f"the nftables backend cannot express {', '.join(unsupported)} yet")
-    out: list[dict[str, Any]] = []
-    for key, iface in (("iifname", rule.in_iface), ("oifname", rule.out_iface)):
-        if iface:
-            neg = iface.startswith("!")
-            out.append(_match({"meta": {"key": key}}, iface.lstrip("!"), "!=" if neg else "=="))
-    out.append({rule.target.lower(): None})
-    return out
-
-
-IPV6_DROP = [_match({"meta": {"key": "nfproto"}}, "ipv6"), {"drop": None}]
-
-
-def table_cmds(tables: list[Table]) -> tuple[list[dict[str, Any]], dict[str, list[Any]]]:
-    """The batch that replaces our table, and each chain's rules (for inspect)."""
-    v4 = [t for t in tables if t.family == 4]
-    v6 = [t for t in tables if t.family == 6]
-    if len(v4) != 1 or not v4[0].owned or any(any(t.chains.values()) for t in v6):
-        raise UsageError("the nftables backend takes one owned IPv4 table and IPv6 policies")
-    t4 = v4[0]
-    t = {"family": FAMILY, "table": TABLE}
-    cmds: list[dict[str, Any]] = [{"add": {"table": {"family": FAMILY, "name": TABLE}}},
-                                  {"delete": {"table": {"family": FAMILY, "name": TABLE}}},
-                                  {"add": {"table": {"family": FAMILY, "name": TABLE}}}]
-    rules: dict[str, list[Any]] = {}
-    for chain, hook in HOOKS.items():
-        cmds.append({"add": {"chain": {**t, "name": hook, "type": "filter", "hook": hook,
-                                       "prio": PRIORITY,
-                                       "policy": t4.policies.get(chain, "ACCEPT").lower()}}})
-        exprs = [IPV6_DROP] + [rule_exprs(r) for r in t4.chains.get(chain, ())]
-        rules[chain] = exprs
-        for expr in exprs:
-            cmds.append({"add": {"rule": {**t, "chain": hook, "expr": expr}}})
-    return cmds, rules
-
-
-# --------------------------------------------------------------------------------------------
 # The backend
+
+
+def _strip(obj: dict[str, Any]) -> dict[str, Any]:
+    """A listed object as it can be added again (no handle)."""
+    kind, body = next(iter(obj.items()))
+    return {kind: {k: v for k, v in body.items() if k != "handle"}}
+
+
+def _base(policy: str, hook: str | None, prio: Any, kind: Any) -> str:
+    """A base chain's policy as check shows it, with what makes it one."""
+    return f"{policy.upper()} ({kind} hook {hook} priority {prio})"
 
 
 class NftablesBackend:
@@ -147,13 +106,16 @@ class NftablesBackend:
     def commit_steps(self, tables: list[Table]) -> list[str]:
         return ["nftables"]
 
+    def commands(self, tables: list[Table]) -> list[str]:
+        return [f"nft -j '{json.dumps(c)}'" for c in compile_tables(tables).batch()]
+
     def apply(self, tables: list[Table],
               after: Callable[[str], object] | None = None) -> list[str]:
-        cmds, _rules = table_cmds(tables)
-        lines = [f"nft -j {c}" for c in cmds]
+        batch = compile_tables(tables).batch()
+        lines = self.commands(tables)
         for line in lines:
             log.debug("%s", line)
-        run(cmds)
+        run(batch)
         if after is not None:
             after("nftables")
         return lines
@@ -166,49 +128,70 @@ class NftablesBackend:
             return None
         return run([{"list": {"table": {"family": FAMILY, "name": TABLE}}}])
 
+    def _others(self) -> list[str]:
+        listed = run([{"list": {"tables": {}}}]).get("nftables", [])
+        return [f"{o['table']['family']} {o['table']['name']}" for o in listed
+                if "table" in o and (o["table"]["family"], o["table"]["name"]) != (FAMILY, TABLE)]
+
     def inspect(self, tables: list[Table]) -> list[Finding]:
-        _cmds, want = table_cmds(tables)
-        t4 = next(t for t in tables if t.family == 4)
-        shape = Table(4, dict(t4.policies), {c: t4.chains.get(c, ()) for c in HOOKS},
-                      owned=True)
+        """Our table, read back as JSON, against the layout of `tables`, exactly: each chain
+        (base chains with their hook, priority and policy) and each rule. Tables that are all
+        `owned` (the vault's) also allow no other table in the namespace."""
+        layout = compile_tables(tables)
         label = f"nft {FAMILY} {TABLE}"
+        items: list[Finding] = []
+        if all(t.owned for t in tables):
+            others = self._others()
+            items.append(Finding("nft tables", not others,
+                                   f"also {', '.join(others)} (expected only {FAMILY} {TABLE})"
+                                   if others else f"only {FAMILY} {TABLE}"))
         data = self.read()
         if data is None:
-            return [Finding(label, False, "missing")]
-        listed = run([{"list": {"tables": {}}}]).get("nftables", [])
-        others = [f"{o['table']['family']} {o['table']['name']}" for o in listed
-                  if "table" in o and (o["table"]["family"], o["table"]["name"]) != (FAMILY, TABLE)]
-        owned = [Finding("nft tables", not others, f"also {', '.join(others)} (expected only "
-                           f"{FAMILY} {TABLE})" if others else f"only {FAMILY} {TABLE}")]
+            return [*items, Finding(label, False, "missing")]
         live = LiveTable({}, {})
-        by_hook = {v: k for k, v in HOOKS.items()}
         for obj in data.get("nftables", []):
             if "chain" in obj:
                 c = obj["chain"]
-                name = by_hook.get(c["name"], c["name"]) if c.get("hook") == c["name"] \
-                    else c["name"]
-                live.chains.setdefault(name, [])
-                if "policy" in c:
-                    live.policies[name] = c["policy"].upper()
+                live.chains.setdefault(c["name"], [])
+                if "hook" in c:
+                    live.policies[c["name"]] = _base(c.get("policy", "accept"), c["hook"],
+                                                     c.get("prio"), c.get("type"))
             elif "rule" in obj:
                 r = obj["rule"]
-                name = by_hook.get(r["chain"], r["chain"])
-                live.chains.setdefault(name, []).append(r["expr"])
-        want_rules = {c: [IPV6_DROP] + [rule_exprs(r) for r in shape.chains[c]] for c in HOOKS}
-        del want
-        return owned + compare_table(shape, want_rules, live, label)
+                live.chains.setdefault(r["chain"], []).append(
+                    nft_rule(r["expr"], r.get("comment")))
+        want = shape(layout)
+        want.policies.update({c.name: _base(c.policy, c.hook, c.prio, "filter")
+                              for c in layout.chains.values() if c.hook})
+        return items + compare_table(
+            want, {c.name: c.rules for c in layout.chains.values()}, live, label,
+            texts={c.name: c.texts for c in layout.chains.values()})
 
     def swap_chain(self, family: int, chain: str, rules: list[Rule]) -> list[str]:
-        raise UsageError("the nftables backend has no lockdown yet")
+        """Replace the rules of one of our chains in one transaction (flush + add)."""
+        where = {"family": FAMILY, "table": TABLE}
+        batch: list[dict[str, Any]] = [{"flush": {"chain": {**where, "name": chain}}}]
+        batch += [{"add": {"rule": rule_obj(chain, nft_rule(rule_exprs(r, family), r.comment))}}
+                  for r in rules]
+        lines = [f"nft -j '{json.dumps(c)}'" for c in batch]
+        for line in lines:
+            log.debug("%s", line)
+        try:
+            run(batch)
+        except SystemFailure as exc:
+            raise SystemFailure(f"swapping nft chain {chain} ({exc}); is the lockdown "
+                                "applied?") from None
+        return lines
 
     def save(self) -> dict[str, Any]:
+        """Our table (None if absent): the only thing this backend ever changes."""
         return {"backend": self.name, "table": self.read()}
 
     def restore(self, saved: dict[str, Any]) -> None:
-        cmds: list[dict[str, Any]] = [
-            {"add": {"table": {"family": FAMILY, "name": TABLE}}},
-            {"delete": {"table": {"family": FAMILY, "name": TABLE}}}]
-        for obj in (saved.get("table") or {}).get("nftables", []):
-            if "metainfo" not in obj:
-                cmds.append({"add": obj})
+        """Our table exactly as saved (or gone, if it was absent), in one transaction; every
+        other table is left alone."""
+        t = {"family": FAMILY, "name": TABLE}
+        cmds: list[dict[str, Any]] = [{"add": {"table": t}}, {"delete": {"table": t}}]
+        cmds += [{"add": _strip(obj)} for obj in (saved.get("table") or {}).get("nftables", [])
+                 if "metainfo" not in obj]
         run(cmds)

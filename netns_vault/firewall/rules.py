@@ -198,9 +198,11 @@ class LiveTable:
 
 
 def compare_table(want: Table, want_rules: dict[str, Any], live: LiveTable,
-                  label: str | None = None) -> list[Finding]:
-    """CheckItems saying whether `live` is exactly `want` (whose rules, in the backend's normal
-    form, are `want_rules`). Pure."""
+                  label: str | None = None,
+                  texts: dict[str, list[str]] | None = None) -> list[Finding]:
+    """Findings saying whether `live` is exactly `want` (whose rules, in the backend's normal
+    form, are `want_rules`; `texts` names each of them in messages, default: the Rule's
+    iptables command). Pure."""
     cmd = label or want.cmd
     items: list[Finding] = []
     for chain_name, policy in want.policies.items():
@@ -214,7 +216,9 @@ def compare_table(want: Table, want_rules: dict[str, Any], live: LiveTable,
         items.append(Finding(f"{cmd} {builtin} jumps first to {ours}", ok,
                                "rule 1" if ok else f"rule 1 is {first or 'missing'}"))
     for name, chain_rules in want.chains.items():
-        items.append(_compare_chain(want, cmd, name, chain_rules, want_rules[name], live))
+        named = (texts or {}).get(name) or [r.command(want.family, want.table)
+                                            for r in chain_rules]
+        items.append(_compare_chain(cmd, name, named, want_rules[name], live))
     if want.owned:
         extra = sorted(set(live.chains) - set(want.chains))
         items.append(Finding(f"{cmd} chains", not extra,
@@ -223,7 +227,7 @@ def compare_table(want: Table, want_rules: dict[str, Any], live: LiveTable,
     return items
 
 
-def _compare_chain(tr: Table, cmd: str, name: str, rules: tuple[Rule, ...], want: list[Any],
+def _compare_chain(cmd: str, name: str, texts: list[str], want: list[Any],
                    live: LiveTable) -> Finding:
     label = f"{cmd} chain {name}"
     if name not in live.chains:
@@ -233,13 +237,12 @@ def _compare_chain(tr: Table, cmd: str, name: str, rules: tuple[Rule, ...], want
         return Finding(label, True, f"{len(got)} rules as expected")
     for i, (g, w) in enumerate(zip(got, want, strict=False)):
         if g != w:
-            return Finding(label, False, f"rule {i + 1} is {g}; expected "
-                             f"`{rules[i].command(tr.family, tr.table)}`")
+            return Finding(label, False, f"rule {i + 1} is {g}; expected `{texts[i]}`")
     if len(got) > len(want):
         return Finding(label, False, f"{len(got)} rules; expected {len(want)}: "
                          f"unexpected {got[len(want)]}")
     return Finding(label, False, f"{len(got)} rules; expected {len(want)}: missing "
-                     f"`{rules[len(got)].command(tr.family, tr.table)}`")
+                     f"`{texts[len(got)]}`")
 
 
 def summarize(items: list[dict[str, Any]], label: str, ok_detail: str) -> dict[str, Any]:

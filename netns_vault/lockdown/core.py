@@ -23,7 +23,7 @@ from .. import ipv6
 from ..config import load_config
 from ..endpoints import resolve_all, route_ifaces
 from ..errors import CheckFailed, ConflictError, NotFoundError, SystemFailure, UsageError
-from ..firewall.backend import StepHook, get_backend
+from ..firewall.backend import StepHook, check_choice, get_backend, select_backend
 from . import persist, snapshot, sysctl, timer, walls, wgmark
 from .rules import (
     CHAIN_EP,
@@ -74,6 +74,7 @@ class ApplyRequest:
     confirm_within: float | None = None
     forward_from: tuple[str, ...] = ()
     force_public_lan: bool = False
+    firewall: str = "auto"  # auto | iptables | nftables
 
 
 @dataclass
@@ -83,6 +84,8 @@ class ApplyResult:
     conntrack_deleted: list[str]
     confirm_deadline: float | None
     reapplied: bool
+    firewall: str = "iptables"  # the backend in force
+    firewall_choice: str = "auto"  # what was asked for
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -207,21 +210,39 @@ def apply(req: ApplyRequest, *, netns: str | None = None, state_dir: str = DEFAU
     """`vault lockdown apply`: the whole-host kill switch for the tunnel of `req.config`."""
     if req.confirm_within is not None and req.confirm_within <= 0:
         raise UsageError("--confirm-within must be a positive number of seconds")
+    check_choice(req.firewall)
     p = plan(req, netns)
     return apply_spec(p.spec, netns=netns, state_dir=state_dir, config=req.config,
                       hosts=p.hosts, phys=req.phys, fwmark=p.fwmark,
                       confirm_within=req.confirm_within, set_fwmark=p.set_fwmark,
-                      on_step=on_step)
+                      on_step=on_step, firewall=req.firewall)
+
+
+def _pick_backend(choice: str) -> str:
+    """In the target namespace: the backend `choice` names, if it works here (auto: the first
+    that does)."""
+    return select_backend(choice).name
+
+
+def _backend_for(choice: str, current: LockdownState | None, netns: str | None) -> str:
+    """The backend an apply uses: a lockdown in force keeps its own (revert goes back through
+    the snapshot it took); else `choice`, probed in the target namespace."""
+    if current is None:
+        return str(in_target(netns, _pick_backend, choice))
+    if choice not in ("auto", current.firewall):
+        raise UsageError(f"the lockdown in force uses the {current.firewall} backend; "
+                         f"`vault lockdown revert` before applying with {choice}")
+    return current.firewall
 
 
 def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config: str,
                hosts: list[tuple[str, int]], phys: str | None, fwmark: int | None,
                confirm_within: float | None = None, set_fwmark: int | None = None,
-               on_step: StepHook | None = None) -> ApplyResult:
-    """Put `spec` in force (the part of `apply` after planning; also what boot runs).
-    `on_step(name)` runs after each step of APPLY_STEPS."""
+               on_step: StepHook | None = None, firewall: str = "auto") -> ApplyResult:
+    """Put `spec` in force (the part of `apply` after planning; also what boot runs) with the
+    firewall backend `firewall` (auto: iptables where legacy xtables works, else nftables).
+    `on_step(name)` runs after each step of apply_steps(backend)."""
     hook = on_step or (lambda _step: None)
-    backend = get_backend(None).name
     store = Store(state_dir)
     inode = ns_inode(netns)
     with store.locked():
@@ -230,12 +251,13 @@ def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config:
         if current is not None and current.timer is not None:
             raise ConflictError("the lockdown applied with --confirm-within is waiting for "
                                 "`vault lockdown confirm`; confirm or revert it first")
+        backend = _backend_for(firewall, current, netns)
         snap = in_target(netns, snapshot.take, backend)
         if current is None or store.read(BASE) is None:
             store.write(BASE, snap)
         new = LockdownState(netns=netns, netns_inode=inode, config=config,
                             endpoint_hosts=list(hosts), phys=phys, fwmark=fwmark, spec=spec,
-                            marked_tunnel=set_fwmark is not None or bool(
+                            firewall=backend, marked_tunnel=set_fwmark is not None or bool(
                                 current and current.marked_tunnel))
         if confirm_within is not None:
             store.write(ROLLBACK, {"snapshot": snap,
@@ -261,12 +283,14 @@ def apply_spec(spec: LockdownSpec, *, netns: str | None, state_dir: str, config:
         if new.timer is not None and confirm_within is not None:
             new.timer.deadline = time.time() + confirm_within  # counted from walls up
         store.save_state(new)
-    log.info("lockdown applied in %s: tunnel %s, endpoints %s", netns or "the host namespace",
-             spec.tunnel, ", ".join(map(str, spec.endpoints)))
+    log.info("lockdown applied in %s with %s: tunnel %s, endpoints %s",
+             netns or "the host namespace", backend, spec.tunnel,
+             ", ".join(map(str, spec.endpoints)))
     return ApplyResult(spec=spec, commands=done["commands"],
                        conntrack_deleted=done["conntrack_deleted"],
                        confirm_deadline=new.timer.deadline if new.timer else None,
-                       reapplied=current is not None)
+                       reapplied=current is not None, firewall=backend,
+                       firewall_choice=firewall)
 
 
 def _undo_apply(store: Store, netns: str | None, snap: dict, current: LockdownState | None,
@@ -399,7 +423,7 @@ def refresh(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> 
             tunnel_addresses=old.tunnel_addresses, fwmark=old.fwmark,
             force_public_lan=True)  # (the LANs were accepted by apply)
         if new.endpoints != old.endpoints:
-            in_target(netns, _swap_endpoints, get_backend(None).name, new)
+            in_target(netns, _swap_endpoints, state.firewall, new)
             state.spec = new
             store.save_state(state)
     return RefreshResult([str(e) for e in old.endpoints], [str(e) for e in new.endpoints])
@@ -443,7 +467,7 @@ def status(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> R
     if state is None:
         return Report(applied=False, netns=netns)
     tables = build_tables(state.spec)
-    seen = in_target(netns, _inspect_inside, state.spec, get_backend(None).name)
+    seen = in_target(netns, _inspect_inside, state.spec, state.firewall)
     items = seen["items"]
     if state.phase != "applied":
         items.insert(0, {"name": "state", "ok": False,
@@ -456,7 +480,7 @@ def status(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR) -> R
         items.append({"name": "confirm timer", "ok": alive,
                       "detail": (f"reverts in {max(left, 0):.0f}s unless `vault lockdown "
                                  "confirm`" if alive else "the timer process is gone")})
-    commands = [c for t in tables for c in t.commands()]
+    commands = get_backend(state.firewall).commands(tables)
     return Report(applied=True, netns=netns, state=state.to_dict(), items=items,
                   tunnel_up=seen["tunnel_up"], commands=commands)
 
@@ -486,7 +510,8 @@ def enable(*, netns: str | None = None, state_dir: str = DEFAULT_STATE_DIR,
         raise UsageError("the last apply did not finish; apply again first")
     record = {"spec": state.spec.to_dict(), "endpoint_hosts": [list(h) for h in
                                                                 state.endpoint_hosts],
-              "phys": state.phys, "fwmark": state.fwmark, "config": state.config}
+              "phys": state.phys, "fwmark": state.fwmark, "config": state.config,
+              "firewall": state.firewall}
     return persist.enable(record, paths or persist.PersistPaths())
 
 
@@ -509,4 +534,4 @@ def boot(spec_path: str, *, netns: str | None = None,
                       hosts=[(str(h), int(p)) for h, p in record.get("endpoint_hosts") or
                              [(e.ip, e.port) for e in spec.endpoints]],
                       phys=record.get("phys"), fwmark=record.get("fwmark"),
-                      set_fwmark=set_fwmark)
+                      set_fwmark=set_fwmark, firewall=record.get("firewall") or "auto")

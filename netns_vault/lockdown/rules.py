@@ -25,6 +25,10 @@ socket may send UDP to the endpoint, not any local process (TunnelCrack ServerIP
 SSH exception only accepts connections to an address of the interface they arrive on
 (`-m addrtype --dst-type LOCAL --limit-iface-in`), never to the tunnel address via eth0.
 
+With the nftables backend the same Tables become chains of one `inet netns-vault` table of our
+own (firewall/nft_rules.py): the same chains and rules, base chains at filter (0) and raw (-300)
+priority, IPv6 dropped first in each filter base chain.
+
 Unlike the blog's script, ESTABLISHED,RELATED is never accepted globally: only the tunnel and lo
 (where everything is accepted anyway), the SSH exception (replies to inbound SSH only) and the
 forwarding exception use conntrack state.

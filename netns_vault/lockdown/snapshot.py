@@ -1,5 +1,6 @@
 """What was in force before `apply`: what the firewall backend would change (iptables: every
-table of each family as iptables-legacy-save prints it), the IPv6 sysctls and the ARP sysctls,
+table of each family as iptables-legacy-save prints it; nftables: our own table only, usually
+absent), the IPv6 sysctls and the ARP sysctls,
 taken and restored in the target namespace (in its child).
 
 Restore is exact: the backend puts back what it saved (iptables-legacy-restore --counters

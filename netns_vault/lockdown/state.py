@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, SystemFailure
+from ..firewall.backend import DEFAULT as DEFAULT_BACKEND
 from ..state import write_json_atomic
 from .rules import LockdownSpec
 
@@ -51,6 +52,7 @@ class LockdownState:
     timer: TimerInfo | None = None
     phase: str = "applying"  # "applying" until every step is done, then "applied"
     marked_tunnel: bool = False  # apply gave the tunnel its fwmark: revert takes it off
+    firewall: str = DEFAULT_BACKEND  # the backend it was applied with: all later commands use it
     version: int = STATE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -74,6 +76,7 @@ class LockdownState:
             timer=TimerInfo(**timer) if timer else None,
             phase=str(d.get("phase", "applied")),
             marked_tunnel=bool(d.get("marked_tunnel", False)),
+            firewall=str(d.get("firewall") or DEFAULT_BACKEND),
             version=int(d.get("version", STATE_VERSION)),
         )
 

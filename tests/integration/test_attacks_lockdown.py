@@ -27,7 +27,7 @@ from netns_vault.lockdown.state import Store
 from netns_vault.nsexec import run_in_netns
 from netns_vault.sandbox import attacks as atk
 
-from .test_lockdown import GW, HOST, PY, Lab, _dirty_pre_state, lab  # noqa: F401
+from .test_lockdown import BOTH, FOREIGN_NFT, GW, HOST, PY, Lab, _dirty_pre_state, lab  # noqa: F401
 
 pytestmark = [pytest.mark.integration]
 
@@ -46,8 +46,8 @@ for _ in range(3):
 """
 
 
-def report(name: str, text: str) -> None:
-    print(f"\nATTACK-COUNT {name}: {text}", flush=True)
+def report(lab: Lab, name: str, text: str) -> None:
+    print(f"\nATTACK-COUNT {name} [{lab.firewall}]: {text}", flush=True)
 
 
 def plain_udp(lab: Lab, addr: str, port: int) -> None:
@@ -68,20 +68,21 @@ def replies_on_the_wire(cap: sb.Capture, addr: str) -> list[sb.Packet]:
 # CVE-2019-14899
 
 
+@BOTH
 def test_cve_2019_14899_probes_at_the_tunnel_address_get_no_reply(lab: Lab) -> None:
     lab.tunnel_up()
     lab.ssh_listener()  # the SSH exception is what answered SYN/ACK probes
     # positive control: without the lockdown, the neighbour gets answers, and tcpdump sees them
     with lab.world.capture() as cap:
         open_report = atk.probe_address(lab.world, TUNNEL_ADDR)
-    report("cve-2019-14899 no lockdown", str(open_report).splitlines()[0])
+    report(lab, "cve-2019-14899 no lockdown", str(open_report).splitlines()[0])
     assert open_report.total > 0 and open_report.counts["arp"] > 0, str(open_report)
     assert replies_on_the_wire(cap, TUNNEL_ADDR), cap.summary()
 
     lab.apply()
     with lab.world.capture() as cap:
         locked = atk.probe_address(lab.world, TUNNEL_ADDR)
-    report("cve-2019-14899 lockdown", str(locked).splitlines()[0])
+    report(lab, "cve-2019-14899 lockdown", str(locked).splitlines()[0])
     # the prober and the capture still see the host answer for its own eth0 address (SSH)
     control = atk.probe_address(lab.world, HOST, kinds=("syn", "arp"))
     assert control.counts["syn"] > 0 and control.counts["arp"] > 0, str(control)
@@ -140,6 +141,7 @@ def _arp() -> dict[str, str]:
 # the endpoint exception: only the fwmarked WireGuard socket (issue 10 point 11)
 
 
+@BOTH
 def test_endpoint_exception_admits_only_the_marked_wireguard_socket(lab: Lab) -> None:
     lab.tunnel_up()
     with lab.world.capture() as cap:  # positive control: before, a plain sender gets out
@@ -150,7 +152,7 @@ def test_endpoint_exception_admits_only_the_marked_wireguard_socket(lab: Lab) ->
     with lab.world.capture() as cap:
         plain_udp(lab, sb.ENDPOINT_ADDR, sb.ENDPOINT_PORT)
         assert lab.web_via_tunnel() == f"client={TUNNEL_ADDR}"  # the tunnel still works
-    report("plain UDP to the endpoint under lockdown", f"{len(plain_sent(cap))} packets out")
+    report(lab, "plain UDP to the endpoint under lockdown", f"{len(plain_sent(cap))} packets out")
     assert plain_sent(cap) == [], cap.summary()
     assert result.spec.fwmark == lockdown.rules.DEFAULT_FWMARK
     assert cap.wireguard_packets(), cap.summary()
@@ -177,6 +179,7 @@ def _onlink_route_to_web(lab: Lab) -> None:
     lab.ip("route", "add", "203.0.113.0/24", "dev", "eth0")
 
 
+@BOTH
 def test_tunnelcrack_localnet(lab: Lab) -> None:
     from typer.testing import CliRunner
 
@@ -200,7 +203,7 @@ def test_tunnelcrack_localnet(lab: Lab) -> None:
     with lab.world.capture() as cap:
         assert lab.web_direct(source=None) is None
     leaked = [p for p in cap.leaks(src=HOST) if not p.is_arp]
-    report("tunnelcrack localnet, private LAN", f"{len(leaked)} packets leaked")
+    report(lab, "tunnelcrack localnet, private LAN", f"{len(leaked)} packets leaked")
     assert leaked == [], cap.summary()
 
     # positive control: forced, the "LAN" covering the server leaks, and the capture sees it
@@ -210,6 +213,7 @@ def test_tunnelcrack_localnet(lab: Lab) -> None:
     assert any(p.proto == "tcp" and p.dst == sb.WEB_ADDR for p in cap.leaks(src=HOST))
 
 
+@BOTH
 def test_tunnelcrack_serverip(lab: Lab) -> None:
     """The endpoint's name is spoofed by DNS to the web server's address; the VPN client puts its
     endpoint bypass route there. Only the marked WireGuard socket may use the endpoint exception,
@@ -237,7 +241,7 @@ def test_tunnelcrack_serverip(lab: Lab) -> None:
         assert lab.web_direct(source=None) is None
         plain_udp(lab, sb.WEB_ADDR, sb.ENDPOINT_PORT)
     to_web = [p for p in cap.packets if p.dst == sb.WEB_ADDR]
-    report("tunnelcrack serverip", f"{len(to_web)} packets to the spoofed address")
+    report(lab, "tunnelcrack serverip", f"{len(to_web)} packets to the spoofed address")
     assert to_web == [], cap.summary()
 
 
@@ -245,6 +249,7 @@ def test_tunnelcrack_serverip(lab: Lab) -> None:
 # TunnelVision (DHCP option 121)
 
 
+@BOTH
 def test_tunnelvision_dhcp_option_121(lab: Lab) -> None:
     lab.tunnel_up()
 
@@ -263,7 +268,7 @@ def test_tunnelvision_dhcp_option_121(lab: Lab) -> None:
     assert any(p.proto == "tcp" and p.dst == sb.WEB_ADDR for p in leaked), leaked
     lab.apply()
     got, leaked = attack()
-    report("tunnelvision", f"{len(leaked)} packets leaked")
+    report(lab, "tunnelvision", f"{len(leaked)} packets leaked")
     assert got is None
     assert leaked == [], "\n".join(map(str, leaked))
 
@@ -272,6 +277,7 @@ def test_tunnelvision_dhcp_option_121(lab: Lab) -> None:
 # IPv6 router advertisements
 
 
+@BOTH
 def test_ipv6_router_advertisement_with_a_global_prefix(lab: Lab) -> None:
     lab.tunnel_up()
     router = atk.RA_ROUTER_ADDR
@@ -295,7 +301,7 @@ def test_ipv6_router_advertisement_with_a_global_prefix(lab: Lab) -> None:
     with atk.host_ipv6(lab.world):  # even if something turns IPv6 on again for eth0
         addrs, leaked = attack()
         all_v6 = leaked
-    report("ipv6 RA", f"{len(all_v6)} IPv6 packets from the host")
+    report(lab, "ipv6 RA", f"{len(all_v6)} IPv6 packets from the host")
     assert all_v6 == [], "\n".join(map(str, all_v6))
     # with the lockdown's sysctls left alone, no address at all
     atk.send_router_advertisements(lab.world)
@@ -307,6 +313,7 @@ def test_ipv6_router_advertisement_with_a_global_prefix(lab: Lab) -> None:
 # a physical link flap
 
 
+@BOTH
 def test_physical_link_flap(lab: Lab) -> None:
     lab.tunnel_up()
     restore = [("route", "replace", f"{sb.ENDPOINT_ADDR}/32", "via", GW, "dev", "eth0"),
@@ -321,7 +328,7 @@ def test_physical_link_flap(lab: Lab) -> None:
 
     lab.apply()
     got, leaked = flap_and_probe()
-    report("link flap", f"{len(leaked)} packets leaked")
+    report(lab, "link flap", f"{len(leaked)} packets leaked")
     assert leaked == [], "\n".join(map(str, leaked))
     deadline = time.monotonic() + 15
     body = None
@@ -339,9 +346,15 @@ def test_physical_link_flap(lab: Lab) -> None:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
-@pytest.mark.parametrize("step", lockdown.APPLY_STEPS)
+@pytest.mark.parametrize(("lab", "step"), [
+    *(("iptables", step) for step in lockdown.APPLY_STEPS),
+    *(("nftables", step) for step in lockdown.apply_steps("nftables")
+      if step in ("state", "nftables", "conntrack"))], indirect=["lab"])
 def test_signal_at_each_step_of_lockdown_apply(lab: Lab, step: str, sig: int) -> None:
-    _dirty_pre_state(lab)
+    if lab.firewall == "iptables":
+        _dirty_pre_state(lab)
+    else:
+        lab.nft(FOREIGN_NFT)
     before = lab.saved()
     extra = ["--confirm-within", "60"] if step == "timer" else []
     action = "sigint" if sig == signal.SIGINT else "sigkill"

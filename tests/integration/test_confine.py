@@ -4,6 +4,7 @@ through the session bus, not by handing a URL to a browser outside. Real program
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -222,16 +223,35 @@ def _xwd_is_blank(path: str) -> bool:
     return len(pixels) < 1024 or len(set(pixels[::4])) < 3
 
 
+def _requests_for(world, path: str) -> set[str]:
+    return {c for c, p in world.web_requests() if p == path}
+
+
+def _wait_for(world, path: str, deadline: float, what: str, alive=None) -> None:
+    import time
+
+    while not _requests_for(world, path):
+        assert time.monotonic() < deadline, what
+        assert alive is None or alive.poll() is None, f"{what}: the launch exited"
+        time.sleep(0.5)
+
+
 def test_firefox_in_a_vault_is_its_own_instance(world, vault_cli, plain_user, tool):
-    """With the user's Firefox open on the host, a launch in the vault loads through the tunnel."""
+    """With the user's Firefox open on the host (on the same session bus), a launch in the
+    vault loads through the tunnel, and a second launch into the vault opens in the vault's
+    instance (D-Bus remoting to the vault's own profile name only), never in the host's."""
     import time
 
     firefox, xvfb, xwd = tool("firefox-esr"), tool("Xvfb"), tool("xwd")
+    tool("dbus-daemon")
+    tool("xdg-dbus-proxy")
+    gdbus = tool("gdbus")
     name = vault_cli.new_name()
     vault_cli.up(name)
     display = f":{90 + os.getpid() % 500}"
+    bus = SessionBus(plain_user, [NOTIFY])
     env = {"DISPLAY": display, "HOME": plain_user.home, "PATH": "/usr/bin:/bin",
-           "MOZ_CRASHREPORTER_DISABLE": "1"}
+           "MOZ_CRASHREPORTER_DISABLE": "1", "DBUS_SESSION_BUS_ADDRESS": bus.address}
     procs = [sandbox.ns_popen(world.host_ns, [xvfb, display, "-nolisten", "tcp", "-screen",
                                                "0", "1024x768x24"])]
     shot = os.path.join(plain_user.dir, "shot.xwd")
@@ -241,26 +261,44 @@ def test_firefox_in_a_vault_is_its_own_instance(world, vault_cli, plain_user, to
             if os.path.exists(sock):
                 break
             time.sleep(0.05)
-        host_url = world.WEB_URL + "host-instance"
         procs.append(sandbox.ns_popen(world.host_ns, plain_user.argv(
-            [firefox, host_url]), env=env, stdout=subprocess.DEVNULL,
+            [firefox, world.WEB_URL + "host-instance"]), env=env, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL))
         deadline = time.monotonic() + 60
-        while "/host-instance" not in [p for _c, p in world.web_requests()]:
-            assert time.monotonic() < deadline, "the host's Firefox never loaded its page"
-            time.sleep(0.5)
-        before = len(world.web_requests())
+        _wait_for(world, "/host-instance", deadline, "the host's Firefox never loaded its page")
         vaulted = vault_cli.popen("run", "-n", name, "--user", plain_user.name, "--",
                                   firefox, world.WEB_URL + "in-vault", env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(vaulted)
-        while "/in-vault" not in [p for _c, p in world.web_requests()]:
-            assert time.monotonic() < deadline + 30, "Firefox in the vault never loaded"
-            assert vaulted.poll() is None, "the launch in the vault exited: absorbed outside?"
-            time.sleep(0.5)
-        new = world.web_requests()[before:]
-        assert {c for c, p in new if p == "/in-vault"} == {world.client_address(0)}
-        assert world.HOST_ADDR not in {c for c, p in new if p == "/in-vault"}
+        _wait_for(world, "/in-vault", deadline + 30, "Firefox in the vault never loaded",
+                  alive=vaulted)
+        tunnel = world.client_address(0)
+        assert _requests_for(world, "/in-vault") == {tunnel}
+        # A second launch into the same vault hands its URL to the vault's instance and exits.
+        second = vault_cli("run", "-n", name, "--user", plain_user.name, "--", firefox,
+                           world.WEB_URL + "second-launch", env=env, timeout=120)
+        assert second.returncode == 0, second.stderr
+        _wait_for(world, "/second-launch", time.monotonic() + 60,
+                  "the second launch's page never loaded")
+        assert _requests_for(world, "/second-launch") == {tunnel}
+        assert vaulted.poll() is None
+        # Positive control: the host's Firefox does take remote launches on this bus (the same
+        # hand-off a launch in the vault must never reach), and its name is not the vault's.
+        control = subprocess.run(plain_user.argv([firefox, world.WEB_URL + "host-control"]),
+                                 env=env, capture_output=True, text=True, timeout=120)
+        assert control.returncode == 0, control.stderr
+        _wait_for(world, "/host-control", time.monotonic() + 60,
+                  "the host's Firefox did not take the control launch")
+        assert _requests_for(world, "/host-control") == {world.HOST_ADDR}
+        names = subprocess.run(plain_user.argv(
+            [gdbus, "call", "--session", "--dest", "org.freedesktop.DBus", "--object-path",
+             "/org/freedesktop/DBus", "--method", "org.freedesktop.DBus.ListNames"]),
+            env=env, capture_output=True, text=True, timeout=30)
+        mozilla = set(re.findall(r"'(org\.mozilla\.[^']+)'", names.stdout))
+        assert len(mozilla) == 2, names.stdout + names.stderr  # the host's and the vault's
+        # the host's Firefox fetched nothing the vault was asked for
+        for path in ("/in-vault", "/second-launch"):
+            assert world.HOST_ADDR not in _requests_for(world, path), path
         time.sleep(2)
         subprocess.run([xwd, "-root", "-display", display, "-out", shot], check=True,
                        env=env, timeout=30)
@@ -270,5 +308,6 @@ def test_firefox_in_a_vault_is_its_own_instance(world, vault_cli, plain_user, to
         for proc in reversed(procs):
             sandbox.stop_process(proc, "firefox/xvfb", sig=9)
         subprocess.run(["pkill", "-KILL", "-u", str(plain_user.uid)], capture_output=True)
+        bus.stop()
         if os.path.exists(shot):
             os.unlink(shot)

@@ -55,6 +55,11 @@ GW = sb.GATEWAY
 DIRECT_TABLE = "100"
 CONNTRACK_RULE = ["-A", "INPUT", "-m", "conntrack", "--ctstate", "INVALID", "-j", "DROP"]
 PY = sys.executable
+FIREWALLS = ["iptables", "nftables"]
+# The leak and kill-switch tests run once per firewall backend: `@BOTH` gives them a `lab` whose
+# apply uses that backend (the others keep the default lab: iptables).
+BOTH = pytest.mark.parametrize("lab", FIREWALLS, indirect=True)
+OUR_NFT_TABLE = ("inet", "netns-vault")
 STEPPER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "lockdown_stepper.py")
 
 
@@ -134,6 +139,7 @@ class Lab:
     wg_proc: subprocess.Popen | None = None
     etc_dir: str | None = None
     made_etc_netns: bool = False
+    firewall: str = "iptables"  # the backend apply() asks for
 
     @property
     def host(self) -> str:
@@ -147,6 +153,43 @@ class Lab:
     def iptables(self, *args: str, v6: bool = False) -> None:
         res = self.world.host_run(["ip6tables-legacy" if v6 else "iptables-legacy", *args])
         assert res.returncode == 0, f"iptables {' '.join(args)}: {res.stderr}"
+
+    def nft(self, script: str) -> None:
+        """`nft -f FILE` in the host: what another program (Docker, ufw, firewalld) would add."""
+        path = os.path.join(self.world.tmpdir, "rules.nft")
+        with open(path, "w") as fh:
+            fh.write(script + "\n")
+        res = self.world.host_run(["nft", "-f", path])
+        assert res.returncode == 0, f"nft {script}: {res.stderr}"
+
+    def masquerade(self, iface: str) -> None:
+        """NAT out of `iface` the way the lab's backend's neighbours would: a legacy nat rule,
+        or a foreign nftables table (no legacy rule at all under nftables)."""
+        if self.firewall == "iptables":
+            self.iptables("-t", "nat", "-A", "POSTROUTING", "-o", iface, "-j", "MASQUERADE")
+        else:
+            self.nft(f"table ip sim-nat-{iface} {{\n  chain post {{ type nat hook postrouting "
+                     f"priority 100; oifname {iface} masquerade; }}\n}}")
+
+    def conntrack_on(self) -> None:
+        """A conntrack rule, as docker/ufw have (in the lab's backend)."""
+        if self.firewall == "iptables":
+            self.iptables(*CONNTRACK_RULE)
+        else:
+            self.nft("table inet sim-ct {\n  chain in { type filter hook input priority 0; "
+                     "ct state invalid drop; }\n}")
+
+    @property
+    def label(self) -> str:
+        """How check items name the lockdown's (IPv4 filter) rules in this backend."""
+        return "iptables" if self.firewall == "iptables" else "nft inet netns-vault"
+
+    def walls_up(self) -> bool:
+        """Is the lockdown's ruleset in force (in the lab's backend)?"""
+        saved = self.saved()
+        if self.firewall == "iptables":
+            return ":OUTPUT DROP" in saved["v4"]
+        return any(o.get("table", {}).get("name") == "netns-vault" for o in saved["nft"])
 
     def sysctl(self, values: dict[str, str]) -> None:
         run_in_netns(self.host, sb.write_proc_sys, values)
@@ -222,21 +265,44 @@ class Lab:
 
         sysctls = run_in_netns(self.host, _read_ipv6_sysctls)
         return {"v4": save("iptables-legacy-save"), "v6": save("ip6tables-legacy-save"),
-                "sysctls": sysctls}
+                "sysctls": sysctls, "nft": self.nft_ruleset()}
+
+    def nft_ruleset(self, without_ours: bool = False) -> list[dict]:
+        """`nft -j list ruleset` in the host (no metainfo), optionally without our table."""
+        res = self.world.host_run(["nft", "-j", "list", "ruleset"])
+        assert res.returncode == 0, res.stderr
+        objs = [o for o in json.loads(res.stdout)["nftables"] if "metainfo" not in o]
+        if without_ours:
+            objs = [o for o in objs if (next(iter(o.values())).get("family"),
+                                        next(iter(o.values())).get(
+                                            "table", next(iter(o.values())).get("name")))
+                    != OUR_NFT_TABLE]
+        return objs
 
     def apply(self, conf: str | None = None, **kw) -> lockdown.ApplyResult:
+        kw.setdefault("firewall", self.firewall)
         req = lockdown.ApplyRequest(config=conf or self.conf, **kw)
         return lockdown.apply(req, netns=self.host, state_dir=self.state_dir)
 
     def call(self, fn, **kw):
         return fn(netns=self.host, state_dir=self.state_dir, **kw)
 
+    def cli(self, *args: str):
+        """`vault lockdown ARGS` at this lab, through the CLI code; it must succeed (an error
+        propagates as its exception type)."""
+        from netns_vault.cli.lockdown import app
+
+        res = CliRunner().invoke(app, [*args, "--netns", self.host, "--state-dir",
+                                       self.state_dir], catch_exceptions=False)
+        assert res.exit_code == 0, res.output
+        return res
+
     def stepper_argv(self, action: str, step: str, *apply_args: str) -> list[str]:
         """`vault lockdown apply` of this lab in the world's host (nsenter, no --netns), with
         `action` (fail, sigint, sigkill) aimed at `step` through the core's step hook."""
         return [NSENTER, f"--net=/run/netns/{self.host}", PY, STEPPER, action, step, "--",
                 "lockdown", "apply", "--config", self.conf, "--state-dir", self.state_dir,
-                *apply_args]
+                "--firewall", self.firewall, *apply_args]
 
     def stepper(self, action: str, step: str, *apply_args: str) -> subprocess.CompletedProcess:
         return subprocess.run(self.stepper_argv(action, step, *apply_args), capture_output=True,
@@ -298,12 +364,15 @@ def _wireguard_go_for(ifname: str) -> list[int]:
 
 
 @pytest.fixture
-def lab(tmp_path) -> Iterator[Lab]:
+def lab(tmp_path, request) -> Iterator[Lab]:
+    """A closed world with a wg-quick-like tunnel in its host; `request.param` (indirect
+    parametrization, see BOTH) names the firewall backend its apply() uses."""
     world = sb.World(prefix="nld")
     world.start()
     ifname = f"wg{world.id}"
     conf = world.write_client_config(os.path.join(world.tmpdir, f"{ifname}.conf"), 0)
-    lab = Lab(world, str(tmp_path / "lockdown-state"), ifname, conf)
+    lab = Lab(world, str(tmp_path / "lockdown-state"), ifname, conf,
+              firewall=getattr(request, "param", "iptables"))
     try:
         lab.ip("route", "add", "default", "via", GW, "dev", "eth0", "table", DIRECT_TABLE)
         lab.ip("rule", "add", "from", HOST, "lookup", DIRECT_TABLE, "pref", "100")
@@ -322,6 +391,7 @@ def lab(tmp_path) -> Iterator[Lab]:
 # the wall
 
 
+@BOTH
 def test_only_the_tunnel_gets_out(lab: Lab) -> None:
     lab.tunnel_up()
     lab.ssh_listener()
@@ -353,10 +423,11 @@ def test_only_the_tunnel_gets_out(lab: Lab) -> None:
     report = lab.call(lockdown.check)
     assert report.ok and report.tunnel_up
     names = [i["name"] for i in report.items]
-    assert "iptables chain VAULT-LOCKDOWN-EP" in names
+    assert f"{lab.label} chain VAULT-LOCKDOWN-EP" in names
     assert "sysctl net.ipv6.conf.lo.disable_ipv6" in names
 
 
+@BOTH
 def test_with_the_tunnel_down_nothing_but_wireguard_leaves(lab: Lab) -> None:
     lab.tunnel_up()
     lab.apply()
@@ -390,7 +461,7 @@ def test_with_the_tunnel_down_nothing_but_wireguard_leaves(lab: Lab) -> None:
 
 def _old_connection_survives(lab: Lab, wall) -> bool:
     """Open a TCP connection straight out of eth0, put up `wall`, see if data still passes."""
-    lab.iptables(*CONNTRACK_RULE)  # conntrack on, as docker/ufw have it
+    lab.conntrack_on()  # conntrack on, as docker/ufw have it
     server = lab.popen(lab.world.isp_ns, [PY, "-c", ECHO_SERVER, GW, "7777"])
     _wait_line(server, "ready")
     client = lab.popen(lab.host, [PY, "-c", ECHO_CLIENT, GW, "7777", HOST],
@@ -429,6 +500,7 @@ def _blog_rules(lab: Lab) -> None:
         lab.iptables(*args)
 
 
+@BOTH
 def test_a_connection_opened_before_apply_stops(lab: Lab) -> None:
     lab.tunnel_up()
     results: list[lockdown.ApplyResult] = []
@@ -443,11 +515,12 @@ def test_the_same_check_fails_against_the_blogs_rules(lab: Lab) -> None:
     assert _old_connection_survives(lab, lambda: _blog_rules(lab))
 
 
+@BOTH
 def test_forwarding_only_from_the_given_interface_into_the_tunnel(lab: Lab) -> None:
     lab.tunnel_up()
     lab.sysctl({"net.ipv4.ip_forward": "1"})
-    lab.iptables("-t", "nat", "-A", "POSTROUTING", "-o", lab.ifname, "-j", "MASQUERADE")
-    lab.iptables("-t", "nat", "-A", "POSTROUTING", "-o", "eth0", "-j", "MASQUERADE")
+    lab.masquerade(lab.ifname)
+    lab.masquerade("eth0")
     lan = lab.world.lan_ns
     lan_rule = ("rule", "add", "from", sb.LAN_PEER_ADDR, "lookup", DIRECT_TABLE, "pref", "90")
     assert lab.web_direct(lan, source=None) == f"client={sb.client_address(0)}"
@@ -511,11 +584,13 @@ def test_revert_restores_rules_and_sysctls_byte_for_byte(lab: Lab) -> None:
         lab.call(lockdown.revert)
 
 
+@BOTH
 def test_confirm_within_reverts_by_itself_after_sigkill(lab: Lab) -> None:
     _dirty_pre_state(lab)
     before = lab.saved()
     cmd = (f"{PY} -m netns_vault.cli.entry lockdown apply --config {lab.conf} "
            f"--confirm-within 2 --netns {lab.host} --state-dir {lab.state_dir} "
+           f"--firewall {lab.firewall} "
            "&& echo applied && sleep 60")
     shell = subprocess.Popen(["sh", "-c", cmd], stdout=subprocess.PIPE, text=True,
                              start_new_session=True, cwd=os.path.dirname(lab.conf))
@@ -532,7 +607,7 @@ def test_confirm_within_reverts_by_itself_after_sigkill(lab: Lab) -> None:
         assert state.timer.pid in lab.timers()
         # (a loaded machine may already be past the 2 s: then the wall is checked by the state)
         if time.time() < state.timer.deadline - 1:
-            assert ":OUTPUT DROP" in lab.saved()["v4"]
+            assert lab.walls_up()
         os.killpg(shell.pid, signal.SIGKILL)  # the SSH session dies, and the shell with it
         shell.wait(5)
     finally:
@@ -550,6 +625,7 @@ def test_confirm_within_reverts_by_itself_after_sigkill(lab: Lab) -> None:
         assert "not confirmed in time" in fh.read()
 
 
+@BOTH
 def test_confirm_keeps_the_lockdown(lab: Lab) -> None:
     lab.tunnel_up()
     _all_tables(lab)
@@ -568,7 +644,10 @@ def test_confirm_keeps_the_lockdown(lab: Lab) -> None:
     assert lab.saved(counters=False) == before
 
 
-@pytest.mark.parametrize("step", ["iptables", "ip6tables", "sysctl", "conntrack"])
+@pytest.mark.parametrize(("lab", "step"), [
+    ("iptables", "iptables"), ("iptables", "ip6tables"), ("iptables", "sysctl"),
+    ("iptables", "conntrack"), ("nftables", "nftables"), ("nftables", "conntrack")],
+    indirect=["lab"])
 def test_a_failing_step_puts_everything_back(lab: Lab, step: str) -> None:
     _dirty_pre_state(lab)
     before = lab.saved()
@@ -617,6 +696,16 @@ def _two_peer_config(lab: Lab, endpoint_host: str) -> str:
     return path
 
 
+def _endpoint_rule(lab: Lab, ip: str, port: int) -> bool:
+    """Is the outbound rule of endpoint ip:port in the live endpoint chain?"""
+    if lab.firewall == "iptables":
+        return (f"-A VAULT-LOCKDOWN-EP -d {ip}/32 -o eth0 -p udp -m udp --dport {port}"
+                in lab.saved()["v4"])
+    res = lab.world.host_run(["nft", "list", "chain", "inet", "netns-vault", "VAULT-LOCKDOWN-EP"])
+    return f'ip daddr {ip} oifname "eth0" udp dport {port}' in res.stdout
+
+
+@BOTH
 def test_names_and_peers_resolve_before_and_refresh_through_the_tunnel(lab: Lab) -> None:
     lab.tunnel_up()
     lab.resolv("198.51.100.1 vpn.alt\n")
@@ -626,8 +715,7 @@ def test_names_and_peers_resolve_before_and_refresh_through_the_tunnel(lab: Lab)
     result = lab.apply(conf)
     assert [(e.ip, e.port) for e in result.spec.endpoints] == [
         ("198.51.100.1", 51820), ("198.51.100.9", 51821)]
-    assert "-A VAULT-LOCKDOWN-EP -d 198.51.100.9/32 -o eth0 -p udp -m udp --dport 51821" in \
-        lab.saved()["v4"]
+    assert _endpoint_rule(lab, "198.51.100.9", 51821)
 
     # the name now has two A records: refresh swaps the endpoint chain, in one commit
     lab.resolv("198.51.100.1 vpn.alt\n198.51.100.7 vpn.alt\n")
@@ -635,7 +723,7 @@ def test_names_and_peers_resolve_before_and_refresh_through_the_tunnel(lab: Lab)
     assert refreshed.changed
     assert refreshed.after == ["198.51.100.1:51820 via eth0", "198.51.100.7:51820 via eth0",
                                "198.51.100.9:51821 via eth0"]
-    assert "-d 198.51.100.7/32" in lab.saved()["v4"]
+    assert _endpoint_rule(lab, "198.51.100.7", 51820)
     lab.call(lockdown.check)  # the live chain is the new set
     assert lab.web_via_tunnel() == f"client={sb.client_address(0)}"
 
@@ -658,17 +746,8 @@ def test_refresh_asks_dns_through_the_tunnel(lab: Lab) -> None:
 
 
 def test_cli_status_check_and_tampering(lab: Lab) -> None:
-    from netns_vault.cli.lockdown import app
-
     lab.tunnel_up()
-    runner = CliRunner()
-    where = ["--netns", lab.host, "--state-dir", lab.state_dir]
-
-    def run(*args: str):
-        res = runner.invoke(app, [*args, *where], catch_exceptions=False)
-        assert res.exit_code == 0, res.output
-        return res
-
+    run = lab.cli
     res = run("status", "--json")
     assert json.loads(res.output)["applied"] is False
     run("apply", "--config", lab.conf, "--ssh-port", "2222", "--allow-lan", "198.18.0.0/24",
@@ -683,7 +762,7 @@ def test_cli_status_check_and_tampering(lab: Lab) -> None:
     lab.sysctl({"net.ipv6.conf.lo.disable_ipv6": "0"})
     lab.iptables("-P", "OUTPUT", "ACCEPT", v6=True)
     with pytest.raises(CheckFailed) as err:
-        runner.invoke(app, ["check", *where], catch_exceptions=False)
+        run("check")
     text = str(err.value)
     assert "iptables chain VAULT-LOCKDOWN-OUT: rule 4" in text
     assert "sysctl net.ipv6.conf.lo.disable_ipv6: 0 (expected 1)" in text
@@ -693,6 +772,7 @@ def test_cli_status_check_and_tampering(lab: Lab) -> None:
     assert json.loads(run("status", "--json").output)["applied"] is False
 
 
+@BOTH
 def test_enable_persists_what_is_in_force_and_boot_applies_it(lab: Lab, tmp_path) -> None:
     from netns_vault.cli.lockdown import app
 
@@ -728,3 +808,120 @@ def test_enable_persists_what_is_in_force_and_boot_applies_it(lab: Lab, tmp_path
     lab.call(lockdown.revert)
     assert lab.saved(counters=False) == before
     assert sorted(lockdown.disable(paths)) == sorted(paths.all())
+
+
+# --------------------------------------------------------------------------------------------
+# the nftables backend: its own table, nobody else's
+
+
+# What Docker (iptables-nft), ufw or firewalld leave in nftables: accept-everything base chains
+# before and after ours on the same hooks, NAT, a named set, a counter on a rule that never
+# matches (so traffic does not change it).
+FOREIGN_NFT = """
+table inet sim-docker {
+  set trusted { type ipv4_addr; elements = { 198.51.100.77 } }
+  chain early-in { type filter hook input priority -10; policy accept; accept; }
+  chain late-out { type filter hook output priority 10; policy accept; accept; }
+  chain docker-forward { type filter hook forward priority 0; policy accept; ip saddr @trusted accept; }
+  chain unused { tcp dport 1 counter drop; }
+}
+table ip sim-ufw-nat {
+  chain post { type nat hook postrouting priority 100; policy accept; oifname "eth9" masquerade; }
+}
+"""
+
+
+def test_nftables_revert_leaves_every_other_table_byte_identical(lab: Lab) -> None:
+    lab.firewall = "nftables"
+    lab.tunnel_up()
+    lab.nft(FOREIGN_NFT)
+    before = lab.saved()
+    assert before["v4"] == before["v6"] == ""  # no legacy xtables table at all
+    others = lab.nft_ruleset(without_ours=True)
+    assert lab.web_direct() == f"client={HOST}"  # positive control: the foreign accepts work
+
+    result = lab.apply()
+    assert result.firewall == "nftables"
+    lab.call(lockdown.check)
+    assert lab.walls_up()
+    # the foreign tables accept everything, before and after ours: our drop still decides
+    assert lab.web_direct() is None
+    assert lab.web_via_tunnel() == f"client={sb.client_address(0)}"
+    assert lab.nft_ruleset(without_ours=True) == others
+    lab.apply(allow_lan=("198.18.0.0/24",))  # a re-apply keeps the first snapshot
+    during = lab.saved()
+    assert during["v4"] == during["v6"] == ""  # still no legacy xtables rule, nor table
+    assert lab.nft_ruleset(without_ours=True) == others
+
+    lab.call(lockdown.revert)
+    assert lab.saved() == before  # every table (ours gone), the sysctls, no legacy table
+    assert lab.web_direct() == f"client={HOST}"
+
+
+def test_nftables_check_reads_the_table_back_exactly(lab: Lab) -> None:
+    lab.firewall = "nftables"
+    lab.tunnel_up()
+    run = lab.cli
+
+    res = run("apply", "--config", lab.conf, "--firewall", "nftables")
+    assert "nftables firewall" in res.output and "(auto)" not in res.output
+    info = json.loads(run("status", "--json").output)
+    assert info["ok"] and info["state"]["firewall"] == "nftables"
+    assert any(c.startswith("nft -j ") for c in info["commands"])
+    assert "lockdown in force" in run("check").output
+    # another backend while this one is in force: refused, nothing changes
+    with pytest.raises(UsageError, match="uses the nftables backend"):
+        lab.apply(firewall="iptables")
+
+    lab.nft("insert rule inet netns-vault VAULT-LOCKDOWN-OUT accept")
+    lab.nft("flush chain inet netns-vault VAULT-LOCKDOWN-PRE")
+    lab.nft("add chain inet netns-vault output { type filter hook output priority 0; "
+            "policy accept; }")
+    lab.nft("add chain inet netns-vault EXTRA")
+    with pytest.raises(CheckFailed) as err:
+        run("check")
+    text = str(err.value)
+    assert "nft inet netns-vault chain VAULT-LOCKDOWN-OUT: rule 1 is" in text
+    assert "nft inet netns-vault chain VAULT-LOCKDOWN-PRE: 0 rules; expected 1" in text
+    assert ("nft inet netns-vault policy output: ACCEPT (filter hook output priority 0) "
+            "(expected DROP (filter hook output priority 0))") in text
+    assert "nft inet netns-vault chains: also EXTRA" in text
+    assert "VAULT-LOCKDOWN-IN" not in text  # the untouched chains are not reported
+    run("revert")
+    assert lab.nft_ruleset() == []
+    assert json.loads(run("status", "--json").output)["applied"] is False
+
+
+BROKEN_IPTC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "broken_iptc")
+
+
+def test_auto_picks_nftables_for_the_lockdown_where_legacy_xtables_is_unusable(lab: Lab) -> None:
+    """Simulated as for the vault (test_vault.py): a python-iptables whose import fails as it
+    does without libiptc, first on PYTHONPATH of every `vault lockdown` run."""
+    lab.tunnel_up()
+    env = {**os.environ, "PYTHONPATH": BROKEN_IPTC}
+    before = lab.saved()
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([PY, "-m", "netns_vault.cli.entry", "lockdown", *args,
+                               "--netns", lab.host, "--state-dir", lab.state_dir],
+                              capture_output=True, text=True, env=env, timeout=60)
+
+    # asked for explicitly, the broken backend is refused before anything changes
+    res = cli("apply", "--config", lab.conf, "--firewall", "iptables")
+    assert res.returncode == SystemFailure.exit_code and "python-iptables" in res.stderr, \
+        res.stderr
+    assert lab.saved() == before and not os.path.exists(lab.state_dir + "/state.json")
+
+    res = cli("apply", "--config", lab.conf)  # --firewall auto
+    assert res.returncode == 0, res.stderr
+    assert "nftables firewall (auto)" in res.stdout, res.stdout
+    state = Store(lab.state_dir).load_state()
+    assert state is not None and state.firewall == "nftables"
+    assert lab.saved()["v4"] == lab.saved()["v6"] == ""  # no legacy xtables rule anywhere
+    assert lab.web_direct() is None
+    assert lab.web_via_tunnel() == f"client={sb.client_address(0)}"
+    for command in ("check", "refresh", "revert"):  # each with the recorded backend
+        res = cli(command)
+        assert res.returncode == 0, f"{command}: {res.stderr}"
+    assert lab.saved() == before
