@@ -396,6 +396,21 @@ class Bench:
                     dt = self.host(cmds[key], key)
                     if i >= 0:
                         t[key].append(dt)
+            # A throwaway vault for one program against the same program in a vault that is up.
+            eph = self.vault_instance("e")
+            t["vault run --ephemeral"], t["vault run (up)"] = [], []
+            cmds = {"vault run --ephemeral": [self.vault_bin, "run", "--ephemeral", "-n",
+                                              eph.name, "--config", self.config, "--", "true"],
+                    "vault run (up)": cmds["vault run"]}
+            for i in range(-1, self.reps):
+                for key in (cmds if i % 2 == 0 else list(cmds)[::-1]):
+                    self.live[eph.netns] = eph
+                    dt = self.host(cmds[key], key)
+                    if key == "vault run --ephemeral":
+                        self.assert_gone(eph)
+                        self.live.pop(eph.netns, None)
+                    if i >= 0:
+                        t[key].append(dt)
         finally:
             self.down(inst)
         return t
@@ -585,6 +600,9 @@ def main() -> int:
                     help="also profile one `vault up` and one `vault down` phase by phase "
                     "(bench/profile_vault.py)")
     ap.add_argument("-v", "--verbose", action="store_true", help="print every repetition")
+    ap.add_argument("--scale", type=int, default=100, metavar="N",
+                    help="then N vaults at once: one `vault up NAME...`, `vault ls`, one `vault "
+                         "down NAME...` (bench_scale.py --cli; default 100, 0 to skip)")
     args = ap.parse_args()
     if args.reps < 1:
         ap.error("--reps must be >= 1")
@@ -663,10 +681,15 @@ def main() -> int:
     print(ratio_line("run", runs["vault run"], runs["ip netns exec"], RUN_TARGET,
                      ("vault run", "ip netns exec")))
     print(f"      (nsenter floor, in every figure: {median(runs['nsenter floor'])*1e3:.1f} ms)")
+    eph, base = median(runs["vault run --ephemeral"]), median(runs["vault run (up)"])
+    print(f"ephemeral: vault run --ephemeral -- true {fmt_ms(eph)} vs vault run -- true in a vault "
+          f"that is up {fmt_ms(base)}: overhead {(eph - base)*1e3:.1f} ms (up + down of a vault), "
+          f"{eph / base:.1f}x")
     print("spread:")
     for key in ("vault up", "script up", "vault down", "script down"):
         print(f"  {key:14} {spread(updown[key])}")
-    for key in ("vault run", "ip netns exec", "nsenter floor"):
+    for key in ("vault run", "ip netns exec", "nsenter floor", "vault run --ephemeral",
+                "vault run (up)"):
         print(f"  {key:14} {spread(runs[key])}")
     diffs = bench.equiv_report
     if diffs is not None:
@@ -701,6 +724,14 @@ def main() -> int:
             top = ", ".join(f"{m} {us/1e3:.1f}" + (f" (via {by})" if by != "<command>" else "")
                             for m, by, us in rep.offenders)
             print(f"    top offenders (ms cumulative): {top or 'none'}")
+    if args.scale:
+        print()
+        print(f"== {args.scale} vaults at once through the CLI's bulk path "
+              "(bench/bench_scale.py --cli) ==", flush=True)
+        res = subprocess.run([sys.executable, os.path.join(os.path.dirname(
+            os.path.abspath(__file__)), "bench_scale.py"), "--count", str(args.scale), "--cli",
+            "--driver", "userspace"])
+        rc = rc or res.returncode
     print()
     print(f"whole benchmark: {time.perf_counter() - t_start:.1f} s")
     return rc

@@ -41,18 +41,27 @@ def _wrap(owner, attr: str, label: str | None = None) -> None:
     setattr(owner, attr, timed)
 
 
-def _wrap_run_in_netns(owner) -> None:
-    orig = owner.run_in_netns
+def _wrap_everywhere(owner, attr: str, label: str | None = None, per_fn: bool = False) -> None:
+    """Time `owner.attr` wherever a netns_vault module holds it (modules bind functions at
+    import with `from x import f`, so wrapping only the defining module misses their calls).
+    `per_fn`: a helper runner; the label names the function it runs in the child."""
+    orig = getattr(owner, attr)
+    name = label or f"{getattr(owner, '__name__', owner)}.{attr}"
 
     @functools.wraps(orig)
-    def timed(netns, fn, *args, **kwargs):
+    def timed(*args, **kwargs):
+        what = f"{name} {getattr(args[1], '__name__', args[1])}" if per_fn else name
         t0 = time.perf_counter()
         try:
-            return orig(netns, fn, *args, **kwargs)
+            return orig(*args, **kwargs)
         finally:
-            _add(f"fork+setns helper {getattr(fn, '__name__', fn)}", time.perf_counter() - t0)
+            _add(what, time.perf_counter() - t0)
 
-    owner.run_in_netns = timed
+    setattr(owner, attr, timed)
+    for mod in list(sys.modules.values()):
+        if getattr(mod, "__name__", "").startswith("netns_vault") and \
+                getattr(mod, attr, None) is orig:
+            setattr(mod, attr, timed)
 
 
 def _report() -> None:
@@ -70,38 +79,47 @@ def install() -> None:
     from netns_vault import nsexec
 
     _add("import netns_vault (errors, nsexec)", time.perf_counter() - t0)
-    _wrap_run_in_netns(nsexec)
-    if sys.argv[1:2] != ["run"]:
-        t0 = time.perf_counter()
-        import netns_vault.cli.app  # noqa: F401  (typer, rich, vault, config, ...)
+    if sys.argv[1:2] == ["run"]:
+        atexit.register(_report)
+        return
+    t0 = time.perf_counter()
+    # what `vault up`/`down` import on the plain path (cli/fast.py): the vault package's modules
+    if sys.argv[1:2] == ["down"]:
+        from netns_vault.vault import teardown
 
-        _add("import netns_vault.cli.app (typer, rich, vault, ...)", time.perf_counter() - t0)
-        from netns_vault import dns, namespace, state, vault
-        from netns_vault.cli import app
-        from netns_vault.tunnel import kernel, userspace
+        _add("import vault.teardown", time.perf_counter() - t0)
+    else:
+        from netns_vault.vault import lifecycle
 
-        # vault.py bound nsexec.run_in_netns at import: it is the timed one already
-        _wrap(vault, "up", "vault.up (total)")
-        _wrap(vault, "down", "vault.down (total)")
-        _wrap(vault, "select_driver", "select_driver (auto: kernel probe)")
-        _wrap(vault, "link_exists", "link_exists (is vw-NAME free on the host)")
-        _wrap(vault, "_move_link", "_move_link (ip link set netns)")
-        _wrap(vault, "resolve_endpoints")
-        _wrap(app, "load_config", "config.load_config")
-        for mod in (namespace,):
-            _wrap(mod, "create_netns", "namespace.create_netns (ip netns add)")
-            _wrap(mod, "remove_netns", "namespace.remove_netns (ip netns del)")
-            _wrap(mod, "pids_in_netns")
-        _wrap(dns, "write_dns_files")
-        _wrap(dns, "remove_dns_files")
-        _wrap(state, "write_state", "state.write_state (with fsync)")
-        for cls in (userspace.UserspaceDriver, kernel.KernelDriver):
-            for meth in ("create", "configure", "destroy", "unavailable_reason"):
-                _wrap(cls, meth, f"{cls.__name__}.{meth}")
-        _wrap(userspace.UserspaceDriver, "_stop", "UserspaceDriver._stop (SIGTERM, wait)")
-        from netns_vault.tunnel import uapi
+        _add("import vault.lifecycle (config, pyroute2 pieces, ...)", time.perf_counter() - t0)
+    from netns_vault import dns, namespace, state, tunnel, vault
+    from netns_vault.tunnel import kernel, links, uapi, userspace
+    from netns_vault.vault import install as vinstall
+    from netns_vault.vault import lifecycle, teardown
 
-        _wrap(uapi.UapiClient, "wait_ready", "UapiClient.wait_ready (wireguard-go socket)")
+    _wrap_everywhere(nsexec, "run_in_netns", "fork+setns helper", per_fn=True)
+    _wrap_everywhere(nsexec, "start_in_netns", "forked helper (started)", per_fn=True)
+    _wrap_everywhere(nsexec.Pending, "result", "forked helper (waited for)")
+    _wrap_everywhere(lifecycle, "up", "vault.up (total)")
+    _wrap_everywhere(teardown, "down", "vault.down (total)")
+    for mod in (vault,):  # the facade, as the CLI looks them up
+        mod.up, mod.down = lifecycle.up, teardown.down
+    _wrap_everywhere(tunnel, "select_driver", "select_driver (auto: kernel probe)")
+    _wrap_everywhere(links, "link_exists", "link_exists (is vw-NAME free on the host)")
+    _wrap_everywhere(vinstall, "_move_link", "_move_link (ip link set netns)")
+    _wrap_everywhere(lifecycle, "resolve_endpoints")
+    _wrap_everywhere(lifecycle, "load_config", "config.load_config")
+    _wrap_everywhere(namespace, "create_netns", "namespace.create_netns (ip netns add)")
+    _wrap_everywhere(namespace, "remove_netns", "namespace.remove_netns (ip netns del)")
+    _wrap_everywhere(namespace, "pids_in_netns")
+    _wrap_everywhere(dns, "write_dns_files")
+    _wrap_everywhere(dns, "remove_dns_files")
+    _wrap_everywhere(state, "write_state", "state.write_state (with fsync)")
+    for cls in (userspace.UserspaceDriver, kernel.KernelDriver):
+        for meth in ("create", "configure", "destroy", "unavailable_reason"):
+            _wrap_everywhere(cls, meth, f"{cls.__name__}.{meth}")
+    _wrap_everywhere(userspace.UserspaceDriver, "_stop", "UserspaceDriver._stop (SIGTERM, wait)")
+    _wrap_everywhere(uapi.UapiClient, "wait_ready", "UapiClient.wait_ready (wireguard-go socket)")
     atexit.register(_report)
 
 

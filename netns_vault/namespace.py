@@ -29,13 +29,13 @@ def netns_exists(name: str) -> bool:
 
 def create_netns(name: str) -> None:
     """Create a new, empty network namespace bound at /run/netns/NAME. Fails if it exists."""
-    from pyroute2 import netns as pr_netns
+    from .netlink import create_netns as pr_create
 
     if os.path.exists(netns_path(name)):
         raise SystemFailure(f"network namespace {name} already exists")
     log.debug("ip netns add %s", name)
     try:
-        pr_netns.create(netns_path(name))
+        pr_create(netns_path(name))
     except Exception as exc:
         _remove_leftover(name)
         raise SystemFailure(f"creating network namespace {name}: {exc}") from exc
@@ -46,7 +46,7 @@ def bind_netns_of_pid(pid: int, name: str) -> None:
 
     Like `create_netns`, a failure leaves nothing behind; an interrupt in the middle may leave
     the empty mount point, which `remove_netns` (the caller's undo, registered first) removes."""
-    from pyroute2 import netns as pr_netns
+    from .netlink import attach_netns
 
     path = netns_path(name)
     if os.path.exists(path):
@@ -55,7 +55,7 @@ def bind_netns_of_pid(pid: int, name: str) -> None:
     try:
         # In this process: makes /run/netns a shared mount point as iproute2 does, creates the
         # mount point, binds /proc/PID/ns/net on it.
-        pr_netns.attach(path, pid)
+        attach_netns(path, pid)
     except Exception as exc:
         _remove_leftover(name)
         raise SystemFailure(f"binding netns of pid {pid} at {path}: {exc}") from exc

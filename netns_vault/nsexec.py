@@ -82,6 +82,51 @@ def run_in_child(prepare: Callable[[], object], what: str, fn: Callable[..., T],
 
     The result and errors come back as run_in_netns describes; `what` names the child in errors.
     """
+    return start_in_child(prepare, what, fn, *args, **kwargs).result()
+
+
+def start_in_netns(netns: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Pending:
+    """As run_in_netns, but returns at once: the caller works on (the machine has more than one
+    core) and collects the answer with `.result()`."""
+    path = netns_path(netns)
+    if not os.path.exists(path):
+        raise SystemFailure(f"network namespace {path} does not exist")
+    return start_in_child(lambda: setns_path(path), f"helper in {netns}", fn, *args, **kwargs)
+
+
+class Pending:
+    """A forked helper whose answer has not been read yet. `result()` waits for it (once)."""
+
+    def __init__(self, pid: int, fd: int, what: str):
+        self.pid, self.fd, self.what = pid, fd, what
+        self._done = False
+        self._payload: dict | None = None
+
+    def result(self) -> Any:
+        import json
+
+        if not self._done:
+            try:
+                with os.fdopen(self.fd, "rb") as inp:
+                    data = inp.read()
+            finally:
+                self._done = True
+                os.waitpid(self.pid, 0)
+            try:
+                self._payload = json.loads(data or b"{}")
+            except ValueError:
+                raise SystemFailure(f"{self.what} sent garbage") from None
+        payload = self._payload or {}
+        if "ok" in payload:
+            return payload["ok"]
+        if "error" not in payload:
+            raise SystemFailure(f"{self.what} died without a word")
+        raise _rebuild_error(payload)
+
+
+def start_in_child(prepare: Callable[[], object], what: str, fn: Callable[..., Any],
+                   *args: Any, **kwargs: Any) -> Pending:
+    """Fork a helper as run_in_child does; its answer is read by `.result()` of what returns."""
     import json
 
     r, w = os.pipe()
@@ -116,18 +161,7 @@ def run_in_child(prepare: Callable[[], object], what: str, fn: Callable[..., T],
             out.write(data)
         os._exit(code)
     os.close(w)
-    with os.fdopen(r, "rb") as inp:
-        data = inp.read()
-    os.waitpid(pid, 0)
-    try:
-        payload = json.loads(data or b"{}")
-    except ValueError:
-        raise SystemFailure(f"{what} sent garbage") from None
-    if "ok" in payload:
-        return payload["ok"]
-    if "error" not in payload:
-        raise SystemFailure(f"{what} died without a word")
-    raise _rebuild_error(payload)
+    return Pending(pid, r, what)
 
 
 def _rebuild_error(payload: dict) -> VaultError:

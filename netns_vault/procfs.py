@@ -92,3 +92,48 @@ def pids_in_netns(ns_id: tuple[int, int] | int, exclude_self: bool = True) -> li
         if got == ns_id or (isinstance(ns_id, int) and got[1] == ns_id):
             found.append(pid)
     return found
+
+
+def netns_map() -> dict[tuple[int, int], list[int]]:
+    """(device, inode) of each network namespace -> the processes in it (but this one): one scan
+    of /proc for many namespaces (`vault ls` with many vaults up)."""
+    me = os.getpid()
+    out: dict[tuple[int, int], list[int]] = {}
+    for pid in pids():
+        if pid == me:
+            continue
+        got = netns_id(pid)
+        if got is not None:
+            out.setdefault(got, []).append(pid)
+    return out
+
+
+def wait_exit(pid: int, timeout: float) -> bool:
+    """Wait until process `pid` is no longer alive (gone or a zombie), at most `timeout` seconds:
+    through a pidfd (woken the moment it exits), else by polling. True when it has exited."""
+    import select
+    import time
+
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return True
+    except (OSError, AttributeError):
+        deadline = time.monotonic() + timeout
+        while alive(pid):
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.005)
+        return True
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if poller.poll(max(0, int(left * 1000))) or not alive(pid):
+                return True
+            if left <= 0:
+                return False
+    finally:
+        os.close(fd)

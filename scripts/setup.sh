@@ -28,6 +28,7 @@ if [ "${1:-}" = "--tests" ]; then
     packages+=(desktop-file-utils)   # menu-entry tests (gio comes with libglib2.0-bin)
     packages+=(podman)   # tests/integration/test_podman_vault.py
     packages+=(systemd)  # systemd-analyze verify of the units `vault enable`/`attach-unit` write
+    packages+=(iperf3)   # bench/bench_throughput.py (a benchmark, not a test)
 fi
 
 missing=()

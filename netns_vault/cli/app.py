@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import logging
 import sys
-import time
 from typing import Annotated
 
 import typer
@@ -16,8 +15,9 @@ from rich.console import Console
 from rich.markup import escape
 
 from .. import vault
-from ..errors import CheckFailed, InterruptedAfterChange
+from ..errors import CheckFailed, InterruptedAfterChange, UsageError
 from ..text import one_line
+from . import listing
 
 app = typer.Typer(
     name="vault",
@@ -63,9 +63,13 @@ def _notice(msg: str) -> None:
 
 @app.command()
 def up(
-    name: Annotated[str, typer.Argument(help="Vault name: up to 12 of a-z 0-9 -.")],
-    config: Annotated[str, typer.Option("--config", "-c",
-                                        help="wg-quick .conf file, or a name in /etc/wireguard.")],
+    names: Annotated[list[str], typer.Argument(
+        metavar="NAME...", help="Vault name(s): up to 12 of a-z 0-9 -. Several: all or none.")],
+    config: Annotated[list[str] | None, typer.Option(
+        "--config", "-c", help="wg-quick .conf file, or a name in /etc/wireguard; one per NAME, "
+                               "in the same order.")] = None,
+    config_dir: Annotated[str | None, typer.Option(
+        "--config-dir", help="Read DIR/NAME.conf for each NAME (instead of --config).")] = None,
     driver: Annotated[str, typer.Option(help="WireGuard driver: auto, kernel or userspace.")]
     = "auto",
     wait: Annotated[bool, typer.Option("--wait", help="Wait for the first handshake.")] = False,
@@ -78,20 +82,30 @@ def up(
                                           "xtables works, else nftables), iptables or "
                                           "nftables.")] = "auto",
 ) -> None:
-    """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel."""
+    """Create vault NAME: a namespace whose only uplink is the WireGuard tunnel.
+
+    Several names are brought up in one process, all or nothing: if one fails, those already up
+    are taken down again."""
+    kind = "docker" if docker else "netns"
     # vault.up checks the name, the driver, the kind and the firewall before it reads the config
-    result = vault.up(name, config, driver_choice=driver,
-                      provider_kind="docker" if docker else "netns", firewall=firewall)
+    if len(names) == 1 and config and len(config) == 1 and not config_dir:
+        results = [vault.up(names[0], config[0], driver_choice=driver, provider_kind=kind,
+                            firewall=firewall)]
+    else:
+        results = vault.up_many(vault.specs_for(names, config, config_dir),
+                                driver_choice=driver, provider_kind=kind, firewall=firewall)
     try:
-        for notice in result.notices:
-            _notice(notice)
-        out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is up "
-                  f"(namespace {esc(result.netns)}, {esc(result.driver)} driver, "
-                  f"{esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
-                  f"{esc(', '.join(result.addresses))} via "
-                  f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
-        if wait:
-            with err.status(f"waiting for the first handshake (up to {timeout:g} s)…"):
+        for result in results:
+            for notice in result.notices:
+                _notice(notice)
+            out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is up "
+                      f"(namespace {esc(result.netns)}, {esc(result.driver)} driver, "
+                      f"{esc(result.firewall)} firewall{' (auto)' if firewall == 'auto' else ''}, "
+                      f"{esc(', '.join(result.addresses))} via "
+                      f"{esc(', '.join(result.endpoints) or 'no endpoint')})")
+        for result in results if wait else []:
+            with err.status(f"waiting for the first handshake of {esc(result.name)} "
+                            f"(up to {timeout:g} s)…"):
                 when = vault.wait_for_handshake(result.name, timeout)
             if when is None:
                 raise CheckFailed(f"no handshake within {timeout:g} s; the vault is up but the "
@@ -99,28 +113,55 @@ def up(
             out.print("[green]✔[/] handshake done")
     except KeyboardInterrupt:
         raise InterruptedAfterChange(
-            f"interrupted after vault {result.name} was up; it is up") from None
+            f"interrupted after vault {results[0].name} was up; it is up" if len(results) == 1
+            else f"interrupted after vaults {', '.join(r.name for r in results)} were up; "
+                 "they are up") from None
 
 
 @app.command()
 def down(
-    name: str,
+    names: Annotated[list[str] | None, typer.Argument(metavar="NAME...")] = None,
     kill: Annotated[bool, typer.Option("--kill", help="End the processes still inside.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Docker vaults: stop attached "
                                                         "containers first.")] = False,
+    stale: Annotated[bool, typer.Option("--stale", help="Take down every ephemeral vault whose "
+                                        "`vault run --ephemeral` is gone (killed).")] = False,
 ) -> None:
-    """Take vault NAME down. Processes left inside lose their network; they never leak."""
-    result = vault.down(name, kill=kill, force=force)
-    if not result.existed:
-        out.print(f"vault {esc(result.name)} is not up; nothing to do")
-        return
-    out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is down")
-    if result.processes:
-        verb = "ended" if result.killed else "still running, now without any network"
-        for pid, cmd in result.processes:
-            out.print(f"  pid {pid} {verb}: {esc(cmd)}")
-        if not result.killed:
-            out.print("  (use --kill to end them)")
+    """Take vault NAME (or several) down. Processes left inside lose their network; they never
+    leak. With several names each is taken down even when another fails."""
+    names = names or []
+    results: list = []
+    if stale:
+        from ..vault.ephemeral import collect_stale
+
+        results = collect_stale()
+        if not results and not names:
+            out.print("no stale vault")
+            return
+    elif not names:
+        raise UsageError("give a vault name (or several), or --stale")
+    if len(names) == 1:
+        results += [vault.down(names[0], kill=kill, force=force)]
+    elif names:
+        results += vault.down_many(names, kill=kill, force=force, keep_going=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            continue
+        if not result.existed:
+            out.print(f"vault {esc(result.name)} is not up; nothing to do")
+            continue
+        out.print(f"[green]✔[/] vault [bold]{esc(result.name)}[/] is down")
+        if result.processes:
+            verb = "ended" if result.killed else "still running, now without any network"
+            for pid, cmd in result.processes:
+                out.print(f"  pid {pid} {verb}: {esc(cmd)}")
+            if not result.killed:
+                out.print("  (use --kill to end them)")
+    vault_errors = [r for r in results if isinstance(r, BaseException)]
+    for exc in vault_errors[1:]:
+        err.print(f"vault: {esc(exc)}")
+    if vault_errors:
+        raise vault_errors[0]
 
 
 @app.command()
@@ -151,34 +192,12 @@ def run(ctx: typer.Context) -> None:
     raise typer.Exit(run_main(list(ctx.args)))
 
 
-def _ago(ts: float | None) -> str:
-    if not ts:
-        return "never"
-    secs = int(time.time() - ts)
-    return f"{secs}s ago" if secs < 120 else f"{secs // 60}m ago"
-
-
-def _bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return str(n)
-
-
 def _supervisor_view(name: str) -> dict | None:
-    """What `vault supervise` says of the vault (None when it is not supervised)."""
-    from ..supervise import runstate
-
-    return runstate.read_view(name)
+    return listing.supervisor_view(name)
 
 
 def _describe(view: dict | None) -> str:
-    from ..supervise import runstate
-
-    text = runstate.describe(view)
-    return f"{text} (pid {view['pid']})" if view else text
+    return listing.describe(view)
 
 
 @app.command("ls")
@@ -186,9 +205,7 @@ def list_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
     """List the vaults that are up."""
-    rows = vault.list_vaults()
-    for row in rows:
-        row["supervisor"] = _supervisor_view(row["name"])
+    rows = listing.rows()
     if as_json:
         print(json.dumps(rows, indent=2))
         return
@@ -197,21 +214,9 @@ def list_cmd(
         return
     from rich.table import Table
 
-    table = Table("name", "driver", "address", "endpoint", "handshake", "rx / tx", "processes",
-                  "supervisor")
+    table = Table(*listing.HEADERS)
     for row in rows:
-        if "error" in row:
-            table.add_row(esc(row["name"]), "?", "?", "?", "?", "?", esc(row["error"]),
-                          esc(_describe(row["supervisor"])))
-            continue
-        peers = row.get("peers", [])
-        table.add_row(
-            esc(row["name"]), esc(row["driver"]), esc(", ".join(row["addresses"])),
-            esc(", ".join(p.get("resolved") or p.get("endpoint") or "-" for p in peers)),
-            ", ".join(_ago(p["last_handshake"]) for p in peers),
-            ", ".join(f"{_bytes(p['rx_bytes'])} / {_bytes(p['tx_bytes'])}" for p in peers),
-            str(len(row["processes"])), esc(_describe(row["supervisor"])),
-        )
+        table.add_row(*(esc(c) for c in listing.cells(row)))
     out.print(table)
 
 
@@ -233,8 +238,8 @@ def status(
     for p in info["peers"]:
         out.print(f"  peer      {esc(p['public_key'])} at "
                   f"{esc(p.get('resolved') or p.get('endpoint'))}")
-        out.print(f"  handshake {_ago(p['last_handshake'])}, rx {_bytes(p['rx_bytes'])}, "
-                  f"tx {_bytes(p['tx_bytes'])}")
+        out.print(f"  handshake {listing.ago(p['last_handshake'])}, rx {listing.size(p['rx_bytes'])}, "
+                  f"tx {listing.size(p['tx_bytes'])}")
     out.print(f"  supervisor {esc(_describe(info['supervisor']))}")
     out.print(f"  processes {len(info['processes'])}")
     for proc in info["processes"]:

@@ -88,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         _phase = "running"
         if args and args[0] == "run":
             return run_main(args[1:])
+        from .fast import fast_main  # `up`/`down` to a pipe: no typer, no rich
+
+        fast = fast_main(args)
+        if fast is not None:
+            return fast
         from .app import app, mount_subapps
 
         mount_subapps(args)

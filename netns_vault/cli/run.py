@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import os
 
-USAGE_RUN = ("usage: vault run [-n NAME] [--user USER] [--dbus filtered|none|host] "
-             "[--system-bus] [--hide PATH]... [--privileged] -- CMD [ARGS...]")
+USAGE_RUN = ("usage: vault run [-n NAME] [--ephemeral --config F] [--user USER] "
+             "[--dbus filtered|none|host] [--system-bus] [--hide PATH]... [--privileged] "
+             "-- CMD [ARGS...]")
 
 RUN_HELP = """Runs CMD inside vault NAME as the invoking (sudo) user; -n may be left out when exactly
 one vault is up. The program runs confined (see the README, "Confinement"):
@@ -16,12 +17,18 @@ one vault is up. The program runs confined (see the README, "Confinement"):
   --dbus-own NAME            let it own this D-Bus name through the proxy (repeatable)
   --system-bus               let it see the system bus (hidden by default)
   --hide PATH                an empty tmpfs (or /dev/null) over PATH for it (repeatable)
-  --privileged               keep capabilities, no no_new_privs, no seccomp (warns)"""
+  --privileged               keep capabilities, no no_new_privs, no seccomp (warns)
+  --ephemeral --config F     a throwaway vault from config F (named -n NAME, or a random
+                             e<10 hex>): up before CMD starts, down when it exits; `vault` exits
+                             as CMD did. If `vault` itself is killed, `vault down --stale` (and
+                             the next `vault run --ephemeral`) takes the vault down"""
 
 _RUN_VALUE_OPTS = {"-n": "name", "--name": "name", "-u": "user", "--user": "user",
-                   "--dbus": "dbus", "--dbus-own": "dbus_own", "--hide": "hide"}
+                   "--dbus": "dbus", "--dbus-own": "dbus_own", "--hide": "hide",
+                   "--config": "config", "-c": "config"}
 _RUN_LISTS = ("dbus_own", "hide")
-_RUN_FLAGS = {"--privileged": "privileged", "--system-bus": "system_bus"}
+_RUN_FLAGS = {"--privileged": "privileged", "--system-bus": "system_bus",
+              "--ephemeral": "ephemeral"}
 
 
 def parse_run_args(args: list[str]) -> tuple[dict, list[str]]:
@@ -78,6 +85,18 @@ def run_main(args: list[str]) -> int:
             os.execvp(cmd[0], cmd)
         except FileNotFoundError:
             raise SystemFailure("vault run needs root and sudo is not installed") from None
+    ephemeral, config = opts.pop("ephemeral", False), opts.pop("config", None)
+    if ephemeral != (config is not None):
+        raise UsageError(f"--ephemeral and --config go together; {USAGE_RUN}")
+    if ephemeral:
+        from ..vault.ephemeral import run_ephemeral
+
+        name = opts.pop("name", None)
+
+        def launch(vault_name: str) -> None:
+            launcher.run(launcher.RunRequest(argv=argv, name=vault_name, **opts))
+
+        return run_ephemeral(config, launch, name=name)
     try:
         launcher.run(launcher.RunRequest(argv=argv, **opts))
     except (VaultError, OSError, KeyboardInterrupt):

@@ -58,3 +58,40 @@ def write_private_file(path: str, text: str) -> str:
         os.fchmod(fh.fileno(), 0o600)
         fh.write(text)
     return path
+
+
+def scale_client_address(index: int) -> str:
+    """Tunnel address of extra client `index` (0-based) for scale runs: 100.96.(1+i//250).(2+i%250),
+    outside the world's own clients' 100.96.0.0/24 (the server routes 100.96.0.0/16)."""
+    if not 0 <= index < 250 * 254:
+        raise ValueError(f"scale client index {index} out of range")
+    return f"100.96.{1 + index // 250}.{2 + index % 250}"
+
+
+def make_many_keys(n: int, workers: int = 2) -> list[tuple[str, str]]:
+    """`n` (private, public) key pairs from `wg genkey` / `wg pubkey`, cheaply: one shell per
+    worker runs the pairs in a loop (keys travel on pipes, never argv), workers in parallel."""
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor
+
+    script = 'for _ in $(seq "$1"); do k=$(wg genkey); printf "%s %s\\n" "$k" "$(printf "%s" "$k" | wg pubkey)"; done'
+
+    def batch(count: int) -> list[tuple[str, str]]:
+        if count == 0:
+            return []
+        out = subprocess.run(["bash", "-c", script, "keys", str(count)], capture_output=True,
+                             text=True, check=True, timeout=600).stdout
+        pairs = [tuple(line.split()) for line in out.splitlines() if line.strip()]
+        if len(pairs) != count or any(len(p) != 2 for p in pairs):
+            raise RuntimeError(f"wg genkey/pubkey made {len(pairs)} of {count} keys")
+        return [(p[0], p[1]) for p in pairs]
+
+    sizes = [n // workers + (1 if i < n % workers else 0) for i in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        return [pair for chunk in pool.map(batch, sizes) for pair in chunk]
+
+
+def make_scale_clients(n: int) -> list[ClientKeys]:
+    """`n` extra clients for a scale run, index i with scale_client_address(i)."""
+    return [ClientKeys(1000 + i, priv, pub, scale_client_address(i))
+            for i, (priv, pub) in enumerate(make_many_keys(n))]

@@ -5,7 +5,8 @@ Run inside the world's "isp" namespace::
     python -m netns_vault.sandbox.web --bind 203.0.113.80 --port 80 [--log FILE]
 
 `GET /json` answers ``{"client": ..., "port": ..., "path": ..., "host": ...}``; every other GET
-answers ``client=ADDR\\n`` as plain text. With ``--log``, one JSON line per request is appended
+answers ``client=ADDR\\n`` as plain text; ``GET /bytes/N`` answers N bytes. With ``--log``,
+one JSON line per request is appended
 to FILE (``{"client": ..., "path": ...}``) so the world can tell who reached the server.
 """
 
@@ -19,6 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 _log_lock = threading.Lock()
+MAX_BYTES = 64 << 20
 
 
 class EchoHandler(BaseHTTPRequestHandler):
@@ -30,7 +32,11 @@ class EchoHandler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server naming)
         client, port = self.client_address[0], self.client_address[1]
         self._record(client)
-        if self.path.split("?", 1)[0] == "/json":
+        route = self.path.split("?", 1)[0]
+        if route.startswith("/bytes/") and route[7:].isdigit():
+            self._send_bytes(min(int(route[7:]), MAX_BYTES))
+            return
+        if route == "/json":
             body = json.dumps({"client": client, "port": port, "path": self.path,
                                "host": self.headers.get("Host")}).encode() + b"\n"
             ctype = "application/json"
@@ -43,6 +49,18 @@ class EchoHandler(BaseHTTPRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
+
+    def _send_bytes(self, n: int) -> None:
+        """`GET /bytes/N`: N bytes of "x" (a large download for MTU tests)."""
+        self.send_response(200)
+        self.send_header("Content-Type", "application/octet-stream")
+        self.send_header("Content-Length", str(n))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        chunk = b"x" * 65536
+        while n > 0:
+            self.wfile.write(chunk[:n])
+            n -= len(chunk[:n])
 
     def do_HEAD(self) -> None:  # noqa: N802
         self._record(self.client_address[0])

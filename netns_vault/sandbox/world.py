@@ -220,6 +220,26 @@ class World:
             raise
         log.info("test world %s: WireGuard server up", self.id)
 
+    def add_scale_clients(self, n: int) -> list[ClientKeys]:
+        """`n` more clients (clients.make_scale_clients: 100.96.1.0 upwards), made peers of the
+        running server with the world's own clients, and 100.96.0.0/16 routed to the server
+        inside the isp namespace. For scale benchmarks; their configs: client_config_text(c, ...)."""
+        from ..tunnel.uapi import UapiClient, UapiPeer, build_set_request
+        from .clients import make_scale_clients
+        from .layout import ENDPOINT_PORT
+
+        self._require_started()
+        extra = make_scale_clients(n)
+        self.extra_clients = getattr(self, "extra_clients", []) + extra
+        peers = [UapiPeer(public_key=c.public_key, allowed_ips=[f"{c.address}/32"])
+                 for c in [*self.clients, *self.extra_clients]]
+        assert self.server_private_key is not None
+        UapiClient(self.uapi_socket).set(build_set_request(self.server_private_key,
+                                                           ENDPOINT_PORT, None, peers))
+        self.ns_run(self.isp_ns, ["ip", "route", "replace", "100.96.0.0/16", "dev",
+                                  self.server_iface], check=True)
+        return extra
+
     @property
     def server_running(self) -> bool:
         return self.server.running

@@ -143,7 +143,7 @@ def _info(ifname: str) -> dict:
 
 
 def _create_link(ifname: str) -> None:
-    from pyroute2 import IPRoute
+    from ..netlink import IPRoute
 
     with IPRoute() as ipr:
         ipr.link("add", ifname=ifname, kind="wireguard")

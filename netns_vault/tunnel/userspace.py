@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from typing import TYPE_CHECKING, Any
 
 from .. import paths, procfs
@@ -244,16 +243,7 @@ class UserspaceDriver:
                 os.kill(pid, sig)
             except ProcessLookupError:
                 break
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline:
-                if proc is not None:
-                    proc.poll()
-                else:
-                    _reap(pid)
-                if not procfs.alive(pid):
-                    break
-                time.sleep(0.02)
-            if not procfs.alive(pid):
+            if procfs.wait_exit(pid, wait):
                 break
         else:
             raise SystemFailure(f"{BINARY} {ifname} (pid {pid}) survived SIGKILL")

@@ -11,18 +11,35 @@ from .. import ipv6
 
 log = logging.getLogger(__name__)
 
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+
+
 def prepare(ifname: str, firewall: str = "auto") -> str:
     """Before the tunnel exists: IPv6 off, lo up, the firewall walls up. Returns the firewall
-    backend in use (the choice resolved, for `auto`)."""
-    from pyroute2 import IPRoute
+    backend in use (the choice resolved, for `auto`).
 
+    No pyroute2 here: `up` forks this child before it imports pyroute2 itself (the two imports,
+    python-iptables here and pyroute2 there, run on two cores at once)."""
     from ..firewall.walls import apply_vault
 
     ipv6.disable()  # a kernel without IPv6: nothing to disable; the firewall walls it anyway
-    with IPRoute() as ipr:
-        (lo,) = ipr.link_lookup(ifname="lo")
-        ipr.link("set", index=lo, state="up")
+    link_up("lo")
     return apply_vault(ifname, firewall)
+
+
+def link_up(ifname: str) -> None:
+    """`ip link set IFNAME up` in the current netns through the SIOCSIFFLAGS ioctl (struct ifreq:
+    the name, then the flags)."""
+    import fcntl
+    import struct
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH22x", ifname.encode(), 0)
+        flags = struct.unpack("16sH22x", fcntl.ioctl(s, SIOCGIFFLAGS, req))[1]
+        if not flags & IFF_UP:
+            fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH22x", ifname.encode(), flags | IFF_UP))
 
 
 def inspect(ifname: str, firewall: str | None = None) -> dict[str, Any]:
@@ -36,7 +53,7 @@ def inspect(ifname: str, firewall: str | None = None) -> dict[str, Any]:
 
 
 def _inspect_links() -> dict[str, Any]:
-    from pyroute2 import IPRoute
+    from ..netlink import IPRoute
 
     out: dict[str, Any] = {"links": [], "addresses": [], "routes": []}
     with IPRoute() as ipr:
@@ -61,7 +78,9 @@ def _inspect_links() -> dict[str, Any]:
 
 def delete_links(keep: tuple[str, ...] = ("lo",)) -> list[str]:
     """Delete every interface but `keep`; returns the names deleted."""
-    from pyroute2 import IPRoute
+    if all(name in keep for _index, name in socket.if_nameindex()):
+        return []  # nothing to delete: no netlink socket, no pyroute2 import
+    from ..netlink import IPRoute
 
     deleted = []
     with IPRoute() as ipr:

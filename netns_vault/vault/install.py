@@ -41,12 +41,53 @@ def step_method(step: str) -> str:
     return "step_" + step.replace("-", "_")
 
 
-def config_record(cfg: WgConfig, endpoints: Endpoints) -> dict:
+# WireGuard's overhead on the path: outer IP header, UDP header, WireGuard data header + tag.
+WG_OVERHEAD = {4: 20 + 8 + 32, 6: 40 + 8 + 32}
+MIN_TUNNEL_MTU = 576
+IP_MTU, IPV6_MTU = 14, 24  # getsockopt names (linux/in.h, linux/in6.h)
+
+
+def path_mtu(host: str, port: int) -> int | None:
+    """The MTU of the path to host:port as this netns's routing sees it (the route's MTU, else
+    the egress link's, or a learnt PMTU): a connected UDP socket's IP_MTU. None if no route."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.connect((host, port))
+            if family == socket.AF_INET6:
+                return s.getsockopt(socket.IPPROTO_IPV6, IPV6_MTU)
+            return s.getsockopt(socket.IPPROTO_IP, IP_MTU)
+    except OSError:
+        return None
+
+
+def tunnel_mtu(cfg: WgConfig, endpoints: Endpoints) -> int:
+    """The config's MTU=, else the default (1420) lowered to fit the path to every endpoint
+    (path MTU minus WireGuard's 60 bytes over IPv4, 80 over IPv6), so TCP inside never sends
+    a packet the path drops (a stall: PMTU discovery does not work through the tunnel)."""
+    if cfg.mtu:
+        return cfg.mtu
+    mtu = paths.DEFAULT_MTU
+    for ep in endpoints:
+        if ep is None:
+            continue
+        found = path_mtu(ep[0], ep[1])
+        if found:
+            fit = found - WG_OVERHEAD[6 if ":" in ep[0] else 4]
+            mtu = min(mtu, max(MIN_TUNNEL_MTU, fit))
+    if mtu != paths.DEFAULT_MTU:
+        log.debug("tunnel MTU %d (path MTU to the endpoint)", mtu)
+    return mtu
+
+
+def config_record(cfg: WgConfig, endpoints: Endpoints, mtu: int | None = None) -> dict:
     """What state keeps of a config (by `up`, again by `reload`): public facts only, no key."""
     return {
         "config_path": os.path.abspath(cfg.path),
         "addresses": [str(a) for a in cfg.ipv4_addresses],
-        "mtu": cfg.mtu or paths.DEFAULT_MTU,
+        "mtu": mtu or cfg.mtu or paths.DEFAULT_MTU,
         "dns": [str(a) for a in cfg.ipv4_dns],
         "dns_search": list(cfg.dns_search),
         "peers": [{"public_key": p.public_key,
@@ -57,7 +98,7 @@ def config_record(cfg: WgConfig, endpoints: Endpoints) -> dict:
 
 
 def _move_link(ifname: str, netns: str) -> None:
-    from pyroute2 import IPRoute
+    from ..netlink import IPRoute
 
     with IPRoute() as ipr:
         found = ipr.link_lookup(ifname=ifname)
@@ -77,6 +118,7 @@ class TunnelRun:
         self.endpoints = endpoints
         self.addresses = [str(a) for a in cfg.ipv4_addresses]
         self.dns_servers = [str(a) for a in cfg.ipv4_dns]
+        self.mtu = tunnel_mtu(cfg, endpoints)
         self.handle: TunnelHandle | None = None
 
     def step_tunnel(self) -> None:
@@ -98,7 +140,7 @@ class TunnelRun:
 
     def step_addresses(self) -> None:
         run_in_netns(self.names.netns, configure_tunnel_link, self.names.iface, self.addresses,
-                     self.cfg.mtu or paths.DEFAULT_MTU)
+                     self.mtu)
 
     def endpoint_list(self) -> list[str]:
         return [f"{e[0]}:{e[1]}" for e in self.endpoints if e]

@@ -8,18 +8,19 @@ runs in forked children (nsexec.run_in_netns).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from dataclasses import dataclass, field
 
-from .. import dns, namespace, paths, state
+from .. import dns, namespace, netlink, paths, state
 from ..config import WgConfig, load_config
 from ..endpoints import resolve_peers as resolve_endpoints
 from ..errors import ConflictError, InterruptedAfterChange, NotFoundError
 from ..firewall.backend import check_choice as check_firewall_choice
 from ..names import VaultNames
-from ..nsexec import run_in_netns
+from ..nsexec import run_in_netns, start_in_netns
 from ..rollback import Rollback
 from ..tunnel import TunnelDriver, TunnelHandle, check_driver_choice, get_driver, select_driver
 from ..tunnel.links import link_exists
@@ -71,13 +72,22 @@ class _UpRun(TunnelRun):
         super().__init__(names, cfg, driver, rb, endpoints)
         self.provider = provider
         self.firewall = firewall  # the choice; after step_inside, the backend in use
+        self.owner: dict | None = None
 
     def step_namespace(self) -> None:
         self.provider.create(self.names, self.rb, self.dns_servers, list(self.cfg.dns_search))
 
     def step_inside(self) -> None:
-        self.firewall = run_in_netns(self.names.netns, inside.prepare, self.names.iface,
-                                     self.firewall)
+        # The child imports python-iptables and puts the walls up; meanwhile (the other core)
+        # this process imports the pyroute2 pieces the next steps use. Children forked later
+        # inherit them.
+        pending = start_in_netns(self.names.netns, inside.prepare, self.names.iface,
+                                 self.firewall)
+        try:
+            with contextlib.suppress(ImportError):  # said by the step that needs it
+                netlink.preload()
+        finally:
+            self.firewall = pending.result()
 
     def step_tunnel(self) -> None:
         name = self.names.name
@@ -100,16 +110,19 @@ class _UpRun(TunnelRun):
             "provider": self.provider.kind,
             "firewall": self.firewall,
             "tunnel": self.handle.to_dict(),
-            **config_record(self.cfg, self.endpoints),
+            **config_record(self.cfg, self.endpoints, self.mtu),
             "created_at": time.time(),
         }
+        if self.owner is not None:
+            record["owner"] = self.owner
         self.rb.guarded("write state", lambda: state.write_state(self.names.name, record),
                         lambda: state.remove_state(self.names.name))
 
 
 def up(name: str, cfg: WgConfig | str, driver_choice: str = "auto",
        provider_kind: str = "netns", on_step: StepHook | None = None,
-       provider: NamespaceProvider | None = None, firewall: str = "auto") -> UpResult:
+       provider: NamespaceProvider | None = None, firewall: str = "auto",
+       owner: dict | None = None) -> UpResult:
     """Create vault NAME from a config (parsed, or a path to parse). Returns once the vault is
     ready (not handshaken).
 
@@ -119,6 +132,8 @@ def up(name: str, cfg: WgConfig | str, driver_choice: str = "auto",
     stays KeyboardInterrupt). Ctrl-C after it is complete raises InterruptedAfterChange: the
     vault is up. `on_step(name)` runs after each step of UP_STEPS. A `provider` given (one
     already connected, as the supervisor's) is used instead of one of `provider_kind`.
+    `owner` ({"pid", "start"}: an ephemeral vault's) is recorded in the state: once that process
+    is gone the vault is stale (vault/ephemeral.py).
     """
     names = VaultNames.of(name)
     check_driver_choice(driver_choice)
@@ -133,7 +148,7 @@ def up(name: str, cfg: WgConfig | str, driver_choice: str = "auto",
     try:
         with state.vault_lock(names.name) as lock:
             try:
-                return _up_locked(names, cfg, driver, provider, rb, on_step, firewall)
+                return _up_locked(names, cfg, driver, provider, rb, on_step, firewall, owner)
             except BaseException:
                 # Nothing of this vault exists now (a conflict leaves the other vault's
                 # state): leave no lock file behind either.
@@ -165,9 +180,11 @@ def _refuse_conflicts(names: VaultNames) -> None:
 
 def _up_locked(names: VaultNames, cfg: WgConfig, driver: TunnelDriver,
                provider: NamespaceProvider, rb: Rollback,
-               on_step: StepHook | None, firewall: str = "auto") -> UpResult:
+               on_step: StepHook | None, firewall: str = "auto",
+               owner: dict | None = None) -> UpResult:
     _refuse_conflicts(names)
     run = _UpRun(names, cfg, driver, provider, rb, resolve_endpoints(cfg), firewall)
+    run.owner = owner
     notices = list(cfg.notices)
     if not run.dns_servers:
         notices.append(dns.NO_DNS_WARNING)
@@ -212,7 +229,7 @@ class _ReloadRun(TunnelRun):
             dns.write_dns_files(etc_dir, self.dns_servers, list(self.cfg.dns_search))
 
     def step_state(self) -> None:
-        self.record.update(config_record(self.cfg, self.endpoints), reloaded_at=time.time())
+        self.record.update(config_record(self.cfg, self.endpoints, self.mtu), reloaded_at=time.time())
         state.write_state(self.names.name, self.record)
 
 

@@ -80,10 +80,6 @@ class _DownRun:
     def step_tunnel(self) -> None:
         names = self.names
         handle = tunnel_handle(names, self.record)
-        if self.exists:
-            # Imported once here, the forked helpers below inherit it instead of each paying
-            # ~100 ms to import it again.
-            import pyroute2  # noqa: F401
         try:
             get_driver(handle.driver).destroy(handle, names.netns if self.exists else None)
         except Exception as exc:
