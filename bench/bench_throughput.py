@@ -133,6 +133,7 @@ def mtu_of(netns: str, iface: str) -> int:
 
 
 def vault_up(world: World, name: str, index: int, *extra: str) -> None:
+    assert world.tmpdir is not None
     cfg = world.write_client_config(os.path.join(world.tmpdir, f"c{index}.conf"), index)
     res = ns(world.host_ns, [VAULT, "up", name, "--config", cfg, "--driver", "userspace",
                              "--wait", *extra])
@@ -158,7 +159,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=7, help="cycles per phase (default 7)")
     ap.add_argument("--seconds", type=int, default=5)
     ap.add_argument("--no-docker", action="store_true", help="skip the Docker container path")
-    ap.add_argument("--cpu", type=int, default=os.cpu_count() - 1 if os.cpu_count() else 0,
+    ap.add_argument("--cpu", type=int, default=(os.cpu_count() or 1) - 1,
                     help="the CPU both wireguard-go are pinned to in phase 2 (default: the last)")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -178,6 +179,7 @@ def main() -> int:
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wg = None
         try:
+            assert world.tmpdir is not None
             vaults.append(name)
             vault_up(world, name, 0)
             mtu = mtu_of(f"vault-{name}", f"vw-{name}")
@@ -257,7 +259,7 @@ def main() -> int:
             for label, rules in (("vault", f"vault-{name}"), ("flushed", f"vault-{flushed}")):
                 n = len(ns(rules, ["iptables-legacy", "-S"]).stdout.splitlines())
                 print(f"  iptables -S lines in {label}: {n}")
-            if container is not None:
+            if client is not None and container is not None:
                 cpid = client.api.inspect_container(container.id)["State"]["Pid"]
                 print(f"  the container's processes: {sched_of(cpid)}")
 
@@ -297,9 +299,9 @@ def main() -> int:
             rows += [("wg0' / wg0 (noise)", results["wg0'"], results["wg0"]),
                      ("pinned vault / wg0", pinned["vault"], pinned["wg0"])]
             for label, xs, ref in rows:
-                line, r, _pairs = ratio_line(label, xs, ref)
+                line, ratio, _pairs = ratio_line(label, xs, ref)
                 target = ("" if "noise" in label or "flushed" in label or "holder" in label
-                          else f"  target >= 0.95: {'met' if r >= 0.95 else 'MISSED'}")
+                          else f"  target >= 0.95: {'met' if ratio >= 0.95 else 'MISSED'}")
                 print(line + target)
             ceiling = statistics.median(results["wg0"]) / statistics.median(results["veth"])
             print(f"  wg0 / veth (the ceiling): {ceiling:.3f}")
