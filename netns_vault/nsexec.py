@@ -127,41 +127,53 @@ class Pending:
 def start_in_child(prepare: Callable[[], object], what: str, fn: Callable[..., Any],
                    *args: Any, **kwargs: Any) -> Pending:
     """Fork a helper as run_in_child does; its answer is read by `.result()` of what returns."""
-    import json
 
     r, w = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
     pid = os.fork()
-    if pid == 0:  # child
-        os.close(r)
-        code = 0
-        payload: dict[str, Any]
+    if pid == 0:  # child: whatever happens, it ends here and never unwinds into the parent's code
+        code = 1
         try:
-            prepare()
-            payload = {"ok": fn(*args, **kwargs)}
-        except VaultError as exc:
-            payload = {"error": type(exc).__name__, "module": type(exc).__module__,
-                       "message": str(exc)}
-            code = 1
-        except BaseException as exc:  # report everything, never unwind into the parent's code
-            import traceback
-
-            payload = {"error": "SystemFailure", "module": "netns_vault.errors",
-                       "message": f"{exc.__class__.__name__}: {exc}",
-                       "trace": traceback.format_exc()}
-            code = 1
-        try:
-            data = json.dumps(payload).encode()
-        except (TypeError, ValueError) as exc:
-            data = json.dumps({"error": "SystemFailure", "module": "netns_vault.errors",
-                               "message": f"result not serialisable: {exc}"}).encode()
-            code = 1
-        with os.fdopen(w, "wb") as out:
-            out.write(data)
-        os._exit(code)
+            os.close(r)
+            code, data = _child_answer(prepare, fn, args, kwargs)
+            try:
+                with os.fdopen(w, "wb") as out:
+                    out.write(data)
+            except OSError:
+                pass  # the parent stopped listening (interrupted): nobody to tell
+        finally:
+            os._exit(code)
     os.close(w)
     return Pending(pid, r, what)
+
+
+def _child_answer(prepare: Callable[[], object], fn: Callable[..., Any], args: tuple,
+                  kwargs: dict) -> tuple[int, bytes]:
+    """In the forked helper: run prepare() and fn, and encode the answer (exit code, JSON)."""
+    import json
+
+    code = 0
+    payload: dict[str, Any]
+    try:
+        prepare()
+        payload = {"ok": fn(*args, **kwargs)}
+    except VaultError as exc:
+        payload = {"error": type(exc).__name__, "module": type(exc).__module__,
+                   "message": str(exc)}
+        code = 1
+    except BaseException as exc:  # report everything, never unwind into the parent's code
+        import traceback
+
+        payload = {"error": "SystemFailure", "module": "netns_vault.errors",
+                   "message": f"{exc.__class__.__name__}: {exc}",
+                   "trace": traceback.format_exc()}
+        code = 1
+    try:
+        return code, json.dumps(payload).encode()
+    except (TypeError, ValueError) as exc:
+        return 1, json.dumps({"error": "SystemFailure", "module": "netns_vault.errors",
+                              "message": f"result not serialisable: {exc}"}).encode()
 
 
 def _rebuild_error(payload: dict) -> VaultError:

@@ -82,3 +82,31 @@ def test_a_second_ctrl_c_while_undoing_does_not_stop_the_undo():
         raise RuntimeError("boom")
     assert log == ["undo b finished", "undo a"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def _slow_answer() -> str:
+    import time
+
+    time.sleep(0.3)
+    return "x" * 1000
+
+
+def test_a_forked_helper_whose_parent_stopped_listening_never_unwinds_into_the_parent(tmp_path):
+    """An interrupted parent closes the pipe; the helper's write then fails (EPIPE). It must end
+    there, not return into the caller's code as a second copy of it (seen: a demo torn down twice)."""
+    import os
+
+    from netns_vault import nsexec
+
+    marker = tmp_path / "unwound"
+    me = os.getpid()
+    try:
+        pending = nsexec.start_in_child(lambda: None, "test helper", _slow_answer)
+    finally:
+        if os.getpid() != me:  # only a helper that unwound (returned or raised) gets here
+            marker.write_text("the helper unwound into the caller")
+            os._exit(0)
+    os.close(pending.fd)  # the parent stops listening at once
+    _, status = os.waitpid(pending.pid, 0)
+    assert not marker.exists()
+    assert os.WIFEXITED(status)
