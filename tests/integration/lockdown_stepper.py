@@ -12,29 +12,9 @@ namespace" exactly as on a real machine (no --netns: the walls go up in this ver
 from __future__ import annotations
 
 import functools
-import os
-import signal
 import sys
-import time
 
-
-def hook(action: str, target: str):
-    def on_step(step: str) -> None:
-        if step != target:
-            return
-        if action == "fail":
-            from netns_vault.errors import SystemFailure
-
-            raise SystemFailure(f"injected failure after step {step!r}")
-        if action == "sigint":
-            os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(5)  # the KeyboardInterrupt is raised here
-            raise SystemExit("SIGINT was not delivered")
-        if action == "sigkill":
-            os.kill(os.getpid(), signal.SIGKILL)
-        raise SystemExit(f"unknown action {action}")
-
-    return on_step
+from stepper import hook  # the same step hook as `vault up`'s (this directory is sys.path[0])
 
 
 def main(argv: list[str]) -> int:
@@ -43,7 +23,7 @@ def main(argv: list[str]) -> int:
     from netns_vault import lockdown
     from netns_vault.cli import entry
 
-    lockdown.apply = functools.partial(lockdown.apply, on_step=hook(action, step))  # type: ignore[assignment]
+    lockdown.apply = functools.partial(lockdown.apply, on_step=hook(action, step, sigint_grace=5))  # type: ignore[assignment]
     return entry.main(args)
 
 

@@ -22,7 +22,10 @@ import sys
 import time
 
 
-def _hook(action: str, target: str):
+def hook(action: str, target: str, sigint_grace: float = 0.05):
+    """The step hook: after step `target`, fail (raise), or signal this very process. After a
+    SIGINT it waits `sigint_grace` s for the handler to run (or to be held back, as in `down`);
+    past that, a hook given a long grace says the signal was never delivered."""
     def on_step(step: str) -> None:
         if step != target:
             return
@@ -32,7 +35,9 @@ def _hook(action: str, target: str):
             raise SystemFailure(f"injected failure after step {step!r}")
         if action == "sigint":
             os.kill(os.getpid(), signal.SIGINT)
-            time.sleep(0.05)  # the handler runs here (or holds it back, in `down`)
+            time.sleep(sigint_grace)
+            if sigint_grace >= 1:
+                raise SystemExit("SIGINT was not delivered")
         elif action == "sigkill":
             os.kill(os.getpid(), signal.SIGKILL)
         else:
@@ -103,9 +108,9 @@ def main(argv: list[str]) -> int:
 
     if mode == "at":
         action, step = rest
-        hook = _hook(action, step)
+        on_step = hook(action, step)
         for fn in ("up", "down", "reload_tunnel"):
-            setattr(vault, fn, functools.partial(getattr(vault, fn), on_step=hook))
+            setattr(vault, fn, functools.partial(getattr(vault, fn), on_step=on_step))
     elif mode == "mid":
         _mid(rest[0])
     else:

@@ -23,6 +23,8 @@ from netns_vault import namespace, sandbox
 from netns_vault.docker import attach
 from netns_vault.names import VaultNames
 
+from .waiting import wait_for
+
 pytestmark = pytest.mark.docker
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -131,17 +133,6 @@ def run_in(container, argv: list[str], timeout: int = 5) -> tuple[int, str]:
 def fetch(container, url: str, timeout: int = 5) -> str | None:
     code, out = run_in(container, ["wget", "-qO-", url], timeout)
     return out.strip() if code == 0 else None
-
-
-def wait_for(cond, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(poll)
 
 
 def started_at(client, container) -> tuple[str, int, str, int]:

@@ -16,13 +16,14 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
 from netns_vault import namespace, sandbox
 from netns_vault.names import VaultNames
 from netns_vault.podman import LABEL_VAULT
+
+from .waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -105,17 +106,6 @@ def up(vault_cli, podman, *extra: str) -> str:
     podman.vaults.append(name)
     vault_cli.up(name, *extra, index=INDEX)
     return name
-
-
-def wait_for(cond, timeout: float, what: str, poll: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what}: not within {timeout:g}s")
-        time.sleep(poll)
 
 
 def test_a_podman_container_sees_the_tunnel_address_and_its_dns_goes_through_it(
