@@ -416,6 +416,16 @@ def host_global_ipv6(world: World, iface: str = HOST_UPLINK_IFACE) -> list[str]:
     return [a["local"] for i in info for a in i.get("addr_info", []) if "local" in a]
 
 
+def host_ipv6_usable(world: World, iface: str = HOST_UPLINK_IFACE) -> bool:
+    """A global address that finished duplicate address detection (not tentative), and a
+    default route: until then the host cannot send IPv6 at all."""
+    info = json.loads(ip(world.host_ns, "-6", "-j", "addr", "show", "dev", iface, "scope",
+                          "global"))
+    ready = [a for i in info for a in i.get("addr_info", [])
+             if "local" in a and not a.get("tentative")]
+    return bool(ready) and "default" in ip(world.host_ns, "-6", "route")
+
+
 def send_router_advertisements(world: World, prefix: str = RA_PREFIX, count: int = 3,
                                interval: float = 0.2, iface: str = ISP_UPLINK_IFACE,
                                ns: str | None = None) -> int:
