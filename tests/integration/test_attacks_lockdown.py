@@ -288,7 +288,10 @@ def test_ipv6_router_advertisement_with_a_global_prefix(lab: Lab) -> None:
         # only what the host sends (the isp's own DAD and MLD are on the same link)
         with lab.world.capture(bpf_filter=f"ether src {host_mac}") as cap:
             atk.send_router_advertisements(lab.world)
-            time.sleep(1.5)  # SLAAC: DAD of the new address
+            deadline = time.monotonic() + 5  # SLAAC: DAD of the new address (if it takes)
+            time.sleep(0.5)
+            while not atk.host_ipv6_usable(lab.world) and time.monotonic() < deadline:
+                time.sleep(0.1)
             addrs = atk.host_global_ipv6(lab.world)
             sb.ns_run(lab.host, [sb.BUSYBOX, "ping", "-6", "-c", "1", "-W", "1", router])
         return addrs, [p for p in cap.packets if p.family == "ipv6"]
