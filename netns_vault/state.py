@@ -21,6 +21,36 @@ def _path(name: str, suffix: str) -> str:
     return os.path.join(paths.STATE_DIR, f"{name}.{suffix}")
 
 
+def supervisor_paths(name: str) -> tuple[str, str]:
+    """(lock, view) of vault NAME's supervisor: NAME.supervise.lock, NAME.supervise.json."""
+    return _path(name, "supervise.lock"), _path(name, "supervise.json")
+
+
+def remove_stale_supervisor_files(name: str) -> bool:
+    """A supervisor killed outright (SIGKILL) leaves its lock and view behind: remove them,
+    unless a supervisor still holds the lock. True if anything was removed."""
+    lock, view = supervisor_paths(name)
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        fd = None
+    removed = False
+    try:
+        if fd is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                return False  # a supervisor runs: its files are its own
+        for path in (view, lock):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed = True
+    finally:
+        if fd is not None:
+            os.close(fd)
+    return removed
+
+
 def ensure_dir() -> None:
     os.makedirs(paths.STATE_DIR, mode=0o700, exist_ok=True)
 

@@ -19,16 +19,16 @@ import os
 import time
 from typing import Any
 
-from .. import paths, state
+from .. import state
 from ..errors import ConflictError, SystemFailure
 
 
 def lock_path(name: str) -> str:
-    return os.path.join(paths.STATE_DIR, f"{name}.supervise.lock")
+    return state.supervisor_paths(name)[0]
 
 
 def state_path(name: str) -> str:
-    return os.path.join(paths.STATE_DIR, f"{name}.supervise.json")
+    return state.supervisor_paths(name)[1]
 
 
 class SupervisorLock:

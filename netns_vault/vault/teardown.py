@@ -133,6 +133,7 @@ def down(name: str, kill: bool = False, force: bool = False,
 def _down_locked(names: VaultNames, kill: bool, force: bool,
                  on_step: StepHook | None) -> DownResult:
     with state.vault_lock(names.name, remove_after=True):
+        state.remove_stale_supervisor_files(names.name)  # of a supervisor killed outright
         run = _DownRun(names, kill, force)
         if not run.anything_left():
             state.remove_log(names.name)

@@ -81,3 +81,27 @@ def test_state_is_atomic_private_and_locked(tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "a.lock").exists()
     state.remove_state("a")
     assert state.state_names() == []
+
+
+def test_files_of_a_supervisor_killed_outright_are_removed_only_when_no_supervisor_holds_them(
+        tmp_path, monkeypatch):
+    import fcntl
+    import os
+
+    from netns_vault import paths, state
+
+    monkeypatch.setattr(paths, "STATE_DIR", str(tmp_path))
+    lock, view = state.supervisor_paths("sv")
+    for path in (lock, view):
+        with open(path, "w") as f:
+            f.write("123\n")
+    fd = os.open(lock, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # a live supervisor (flock is per open file description)
+    try:
+        assert state.remove_stale_supervisor_files("sv") is False
+        assert os.path.exists(lock) and os.path.exists(view)
+    finally:
+        os.close(fd)  # ... killed outright: the lock is free, the files stay
+    assert state.remove_stale_supervisor_files("sv") is True
+    assert not os.path.exists(lock) and not os.path.exists(view)
+    assert state.remove_stale_supervisor_files("sv") is False  # idempotent
