@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..config import WgConfig, load_config
+from ..endpoints import resolve_peers
 from ..errors import SystemFailure, UsageError, VaultError
 from ..rollback import Rollback
 from ..state import write_json_atomic
@@ -264,12 +265,6 @@ def ensure_tun_device(path: str = TUN_PATH) -> None:
         ) from None
 
 
-def resolve_endpoints(cfg: WgConfig) -> list[tuple[str, int] | None]:
-    from ..endpoints import resolve_peers
-
-    return resolve_peers(cfg)
-
-
 # ---------------------------------------------------------------------------------------------
 # resolv.conf (a bind-mounted file: rewritten in place, never replaced)
 
@@ -327,7 +322,7 @@ class Gateway:
         self.uplink = wait_for_uplink(self.opts.uplink, self.opts.wait_uplink)
         if self.uplink.iface == self.ifname:
             raise UsageError(f"the default route already goes through {self.ifname}")
-        self.endpoints = resolve_endpoints(cfg)
+        self.endpoints = resolve_peers(cfg)
         eps = [e for e in self.endpoints if e is not None]
         if not eps:
             raise UsageError(f"{cfg.path}: no peer has an Endpoint")
@@ -422,7 +417,7 @@ class Gateway:
         assert self.cfg is not None and self.uplink is not None
         cfg = load_config(self.opts.config)
         try:
-            endpoints = resolve_endpoints(cfg)  # through the tunnel, if it is up
+            endpoints = resolve_peers(cfg)  # through the tunnel, if it is up
         except VaultError as exc:
             log.warning("keeping the old endpoints: %s", exc)
             endpoints = self.endpoints if len(self.endpoints) == len(cfg.peers) else []

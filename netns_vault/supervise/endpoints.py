@@ -7,24 +7,25 @@ candidate is taken (when there is one). Names are resolved on the host, like `va
 
 from __future__ import annotations
 
-import socket
 from dataclasses import dataclass, field
 
 from ..config import Endpoint, WgConfig
+from ..endpoints import lookup
+from ..errors import SystemFailure
 
 Resolved = tuple[str, int]
 
 
 def resolve(ep: Endpoint) -> Resolved | None:
-    """IPv4 first; None when the name does not resolve (now)."""
+    """IPv4 first (as `vault up` resolves: endpoints.lookup); None when the name does not
+    resolve (now)."""
     if ep.is_literal:
         return (ep.host, ep.port)
     try:
-        infos = socket.getaddrinfo(ep.host, ep.port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
-    except (socket.gaierror, UnicodeError):
+        addresses = lookup(ep.host, ep.port)
+    except (SystemFailure, UnicodeError):
         return None
-    infos.sort(key=lambda info: info[0] != socket.AF_INET)
-    return (str(infos[0][4][0]), ep.port) if infos else None
+    return (addresses[0], ep.port) if addresses else None
 
 
 def show(addr: Resolved | None) -> str:
