@@ -8,11 +8,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .. import allow as core
-
-out = Console(highlight=False)
+from .app import esc, out
 
 _ROOT = typer.Option("--root", hidden=True, help="Redirect /etc (tests).")
 
@@ -27,9 +25,9 @@ def allow_cmd(
     """Let USER start programs in the named vaults without a password or a terminal."""
     result = core.allow(user, vault, root=root, launcher=launcher)
     state = "now" if result.changed else "already"
-    out.print(f"[green]✔[/] {result.user} may {state} launch into "
-              f"{', '.join(result.vaults)} without a password (vault-launch NAME -- CMD; "
-              f"sudoers drop-in {result.dropin})")
+    out.print(f"[green]✔[/] {esc(result.user)} may {state} launch into "
+              f"{esc(', '.join(result.vaults))} without a password (vault-launch NAME -- CMD; "
+              f"sudoers drop-in {esc(result.dropin)})")
 
 
 def deny_cmd(
@@ -42,12 +40,14 @@ def deny_cmd(
     """Take back what `vault allow` gave USER (all vaults unless --vault)."""
     result = core.deny(user, vault or None, root=root)
     if not result.changed:
-        out.print(f"{user} was not allowed into {', '.join(vault or ['any vault'])}; "
+        out.print(f"{esc(user)} was not allowed into {esc(', '.join(vault or ['any vault']))}; "
                   "nothing to do")
     elif result.vaults:
-        out.print(f"[green]✔[/] {user} may now launch only into {', '.join(result.vaults)}")
+        out.print(f"[green]✔[/] {esc(user)} may now launch only into "
+                  f"{esc(', '.join(result.vaults))}")
     else:
-        out.print(f"[green]✔[/] {user} may no longer launch into any vault without a password")
+        out.print(f"[green]✔[/] {esc(user)} may no longer launch into any vault without a "
+                  "password")
 
 
 def register(app: typer.Typer) -> None:

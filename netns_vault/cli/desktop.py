@@ -8,14 +8,12 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from .. import desktop as core
+from .app import err, esc, out
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
                   help="Menu entries that start a program in a vault.")
-out = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
 
 _USER = typer.Option("--user", "-u", help="Whose menu (root only); default: the sudo caller.")
 
@@ -30,8 +28,10 @@ def add_cmd(
     """Write ~/.local/share/applications/netns-vault-NAME-APP.desktop: "APP (vault NAME)"."""
     entry = core.add(name, application, user)
     for notice in entry.notices:
-        err.print(f"[yellow]notice:[/] {notice}")
-    out.print(f"[green]✔[/] {entry.name!r} is in {entry.user}'s menu ({entry.path})")
+        err.print(f"[yellow]notice:[/] {esc(notice)}")
+    # The name comes from the app's own .desktop file: outside text.
+    out.print(f"[green]✔[/] {esc(repr(entry.name))} is in {esc(entry.user)}'s menu "
+              f"({esc(entry.path)})")
 
 
 @app.command("remove")
@@ -42,4 +42,4 @@ def remove_cmd(
 ) -> None:
     """Remove the entry `vault desktop add NAME APP` wrote."""
     path = core.remove(name, application, user)
-    out.print(f"[green]✔[/] removed {path}")
+    out.print(f"[green]✔[/] removed {esc(path)}")
