@@ -29,7 +29,6 @@ import atexit
 import contextlib
 import dataclasses
 import json
-import logging
 import os
 import secrets
 import shutil
@@ -45,11 +44,12 @@ from . import namespace, paths, sandbox, state, vault
 from .config import load_config
 from .errors import ConflictError, NotFoundError, SystemFailure, VaultError
 from .finding import Finding
+from .interrupts import held_interrupts
+from .logs import get_logger
 from .names import VaultNames
 from .nsexec import run_in_netns
-from .rollback import held_interrupts
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEMO_NAME = "demo"
 WORLD_PREFIX = "demo"
@@ -152,7 +152,7 @@ def _up_here(name: str, cfg: Any) -> dict[str, Any]:
 
 
 def _down_here(name: str) -> dict[str, Any]:
-    return dataclasses.asdict(vault.down(name, kill=True))
+    return vault.down(name, kill=True).to_dict()
 
 
 def _reload_here(name: str, cfg: Any) -> dict[str, Any]:

@@ -9,7 +9,6 @@ removed before returning. `env` lets a caller (a test) pretend PATH is different
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import secrets
 import shutil
@@ -19,8 +18,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from . import paths
+from .logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CAP_NET_ADMIN = 12
 CAP_SYS_ADMIN = 21

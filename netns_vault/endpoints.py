@@ -11,16 +11,16 @@ private mount namespace of the helper child only.
 from __future__ import annotations
 
 import ctypes
-import logging
 import os
 import socket
 from typing import Any
 
 from .config import WgConfig
 from .errors import SystemFailure, UsageError
+from .logs import get_logger
 from .nsexec import CLONE_NEWNS, in_target, libc, unshare
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ETC_NETNS = "/etc/netns"
 WG_QUICK_FWMARK = 51820  # what wg-quick marks its own packets with when it owns the default route

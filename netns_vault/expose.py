@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import errno
 import ipaddress
-import logging
 import os
 import signal
 import socket
@@ -32,10 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .errors import NotFoundError, SystemFailure, UsageError
+from .logs import get_logger
 from .names import VaultNames
 from .nsexec import setns_path
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 TARGET_HOST = "127.0.0.1"  # inside the vault: its loopback (the vault has IPv6 off)
 CONNECT_TIMEOUT = 5.0

@@ -9,13 +9,13 @@ The kernel's rule: writing `all` also writes `default` and every interface, so a
 
 from __future__ import annotations
 
-import logging
 import os
 
 from . import procsys
 from .errors import SystemFailure
+from .logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CONF_DIR = "/proc/sys/net/ipv6/conf"
 KEYS = ("all", "default", "lo")  # what is switched off (and checked)

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import shutil
-import subprocess
 
 KEY_LEN = 32
 
@@ -62,6 +60,9 @@ def hex_to_key(hex_str: str) -> str:
 
 def _wg(*args: str, stdin: str | None = None) -> str:
     """Run `wg ARGS` with a key on stdin (never argv); its one line of output."""
+    import shutil  # here: `vault down` imports this module and never runs wg
+    import subprocess
+
     from .errors import SystemFailure
 
     exe = shutil.which(WG)

@@ -4,13 +4,13 @@ and libc: no `ip` or `mount` subprocesses."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 
 from . import paths, procfs
 from .errors import SystemFailure
+from .logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MNT_DETACH = 2
 

@@ -24,7 +24,6 @@ can only make the scan go further (and refuse more), never stop before a forbidd
 
 from __future__ import annotations
 
-import logging
 import os
 import resource
 import shutil
@@ -33,9 +32,10 @@ from dataclasses import dataclass
 
 from . import namespace
 from .errors import NotFoundError, SystemFailure, UsageError
+from .logs import get_logger
 from .names import VaultNames
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LABEL_VAULT = "netns-vault.vault"
 PODMAN = "podman"

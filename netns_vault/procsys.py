@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import logging
-
 from .errors import SystemFailure
+from .logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PROC_SYS = "/proc/sys/"
 

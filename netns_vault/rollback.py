@@ -11,15 +11,14 @@ until every undo has run.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import signal
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-log = logging.getLogger(__name__)
+from .interrupts import held_interrupts
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 
 @dataclass
@@ -95,32 +94,3 @@ class Rollback:
         if exc_type is not None and not self._committed:
             self.undo_all()
         return False
-
-
-@contextlib.contextmanager
-def held_interrupts(signums: tuple[int, ...] = (signal.SIGINT,),
-                    redeliver: bool = False) -> Iterator[list[int]]:
-    """Hold Ctrl-C (SIGINT; or `signums`) back while the body runs: cleanup, or a change that
-    must not stop half way. Yields the list of signals that arrived meanwhile; the caller decides
-    what they mean afterwards, or with `redeliver` the first one is raised again once the body
-    has finished (not when it raised: the caller is unwinding already). A signal ignored on
-    entry stays ignored. Outside the main thread (where handlers cannot be set) it holds
-    nothing."""
-    arrived: list[int] = []
-    if threading.current_thread() is not threading.main_thread():
-        yield arrived
-        return
-    old = {}
-    for signum in signums:
-        handler = signal.getsignal(signum)
-        if handler in (signal.SIG_IGN, None):
-            continue
-        old[signum] = handler
-        signal.signal(signum, lambda s, _f: arrived.append(s))
-    try:
-        yield arrived
-    finally:
-        for signum, handler in old.items():
-            signal.signal(signum, handler)
-    if redeliver and arrived:
-        signal.raise_signal(arrived[0])

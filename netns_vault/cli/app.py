@@ -6,7 +6,6 @@ They raise netns_vault.errors types; entry.report() maps those to exit codes.
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Annotated
 
@@ -16,6 +15,7 @@ from rich.markup import escape
 
 from .. import vault
 from ..errors import CheckFailed, InterruptedAfterChange, UsageError
+from ..logs import configure as configure_logging
 from ..text import one_line
 from . import listing
 
@@ -53,8 +53,7 @@ def main(
                                           help="Log each system change (as the ip/iptables "
                                                "command it corresponds to) on stderr.")] = False,
 ) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(verbose)
 
 
 def _notice(msg: str) -> None:

@@ -113,11 +113,10 @@ def _ls(as_json: bool, verbose: bool) -> int | None:
 
 
 def _logging(verbose: bool) -> None:
-    """As the typer app's callback."""
-    import logging
+    """As the typer app's callback (logging itself is imported only if something logs)."""
+    from ..logs import configure
 
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure(verbose)
 
 
 def _esc(value: object) -> str:

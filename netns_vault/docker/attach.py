@@ -11,7 +11,6 @@ The `docker` SDK is imported only inside functions.
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,10 +18,11 @@ from typing import Any
 
 from .. import state
 from ..errors import ConflictError, NotFoundError, SystemFailure, UsageError
+from ..logs import get_logger
 from ..names import VaultNames
 from .holder import AttachedContainer, DockerHolderProvider, _explain
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LABEL_ATTACHED_TO = "netns-vault.attached-to"  # on containers made by `vault docker run`
 STOP_TIMEOUT = 10

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 START_HINT = "start dockerd (for tests and CI: scripts/start-dockerd.sh)"
 

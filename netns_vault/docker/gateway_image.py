@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import io
-import logging
 import os
 import shutil
 import subprocess
@@ -33,9 +32,10 @@ from importlib import metadata
 from typing import Any
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from . import images
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 GATEWAY_REPO = "netns-vault/gateway"
 GATEWAY_TAG = f"{GATEWAY_REPO}:{images._version()}"

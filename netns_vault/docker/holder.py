@@ -21,7 +21,6 @@ The `docker` SDK is imported only inside functions (the `vault run` path must no
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -30,12 +29,13 @@ from typing import Any, TypeVar
 
 from .. import namespace, procfs
 from ..errors import ConflictError, NotFoundError, SystemFailure
+from ..logs import get_logger
 from ..names import VaultNames
 from ..rollback import Rollback
 from .engine import connect
 from .images import ensure_holder_image
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LABEL_VAULT = "netns-vault.vault"
 LABEL_ROLE = "netns-vault.role"

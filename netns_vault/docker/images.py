@@ -13,16 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import io
-import logging
 import subprocess
 import tarfile
 import time
 from typing import Any
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from . import holder_binary
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HOLDER_REPO = "netns-vault/holder"
 

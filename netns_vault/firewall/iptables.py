@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import glob
-import logging
 import os
 import shutil
 import subprocess
@@ -25,9 +24,10 @@ from typing import Any
 
 from .. import ipv6
 from ..errors import SystemFailure
+from ..logs import get_logger
 from .rules import BUILTIN_CHAINS, Finding, LiveTable, Rule, Table, compare_table, iptables_cmd
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SAVE = {4: "iptables-legacy-save", 6: "ip6tables-legacy-save"}
 RESTORE = {4: "iptables-legacy-restore", 6: "ip6tables-legacy-restore"}

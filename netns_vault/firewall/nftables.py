@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable
@@ -25,10 +24,11 @@ from typing import Any
 
 from ..errors import SystemFailure
 from ..finding import Finding
+from ..logs import get_logger
 from .nft_rules import FAMILY, TABLE, compile_tables, nft_rule, rule_exprs, rule_obj, shape
 from .rules import LiveTable, Rule, Table, compare_table
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DIST_PACKAGES = ("/usr/lib/python3/dist-packages", "/usr/lib/python3/site-packages")
 

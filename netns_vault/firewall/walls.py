@@ -3,13 +3,13 @@ a firewall backend, and read back as one check item per table."""
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
+from ..logs import get_logger
 from .backend import get_backend, select_backend
 from .rules import summarize, vault_tables
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def apply_vault(tunnel_iface: str, choice: str = "auto") -> str:

@@ -7,15 +7,15 @@ stay is decided by rules.KeepPolicy (pure); this module only lists and deletes.
 from __future__ import annotations
 
 import errno
-import logging
 import os
 import socket
 from typing import Any
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from .rules import KeepPolicy
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 CT_COUNT = "/proc/sys/net/netfilter/nf_conntrack_count"
 _PROTO_NAMES = {socket.IPPROTO_TCP: "tcp", socket.IPPROTO_UDP: "udp", socket.IPPROTO_ICMP: "icmp"}

@@ -12,7 +12,6 @@ step puts that snapshot back.
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import secrets
 import time
@@ -24,6 +23,7 @@ from ..config import load_config
 from ..endpoints import resolve_all, route_ifaces
 from ..errors import CheckFailed, ConflictError, NotFoundError, SystemFailure, UsageError
 from ..firewall.backend import StepHook, check_choice, get_backend, select_backend
+from ..logs import get_logger
 from . import persist, snapshot, sysctl, timer, walls, wgmark
 from .rules import (
     CHAIN_EP,
@@ -47,7 +47,7 @@ from .state import (
 )
 from .target import in_target, ns_inode
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # The steps of `apply`, in order (state: the state file says "applying"; timer: the confirm timer
 # runs; then, in the target namespace, walls.steps: the firewall's commits, the sysctls, the

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import shutil
 import subprocess
@@ -24,9 +23,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UsageError
+from ..logs import get_logger
 from .rules import LockdownSpec
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 UNIT_NAME = "netns-vault-lockdown.service"
 SYSCTL_NAME = "90-netns-vault-lockdown.conf"

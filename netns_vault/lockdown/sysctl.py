@@ -13,12 +13,12 @@ entered the target namespace.
 
 from __future__ import annotations
 
-import logging
 import os
 
 from .. import procsys
+from ..logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ARP_CONF_DIR = "/proc/sys/net/ipv4/conf"
 ARP_WANT = {"arp_ignore": "1", "arp_announce": "2"}

@@ -16,18 +16,18 @@ SIGTERM it (after checking /proc/PID/cmdline, since pids are reused).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import sys
 import time
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from ..nsexec import netns_path
 from ..procfs import alive as _alive
 from ..procfs import cmdline as _cmdline
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 MODULE = "netns_vault.lockdown.watch"
 STOP_TIMEOUT = 3.0

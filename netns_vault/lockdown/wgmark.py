@@ -9,15 +9,15 @@ reads the live interface's mark; a tunnel without one gets rules.DEFAULT_FWMARK 
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from ..tunnel.links import link_exists, netlink_text
 from ..tunnel.uapi import UapiClient, socket_path_for
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def _uapi(ifname: str) -> UapiClient | None:

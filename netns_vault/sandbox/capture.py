@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import signal
@@ -14,11 +13,12 @@ import time
 from dataclasses import dataclass
 
 from ..errors import SystemFailure, UsageError
+from ..logs import get_logger
 from .layout import ENDPOINT_ADDR, ENDPOINT_PORT, START_TIMEOUT, TCPDUMP
 from .namespaces import ns_popen
 from .processes import stop_process, tail, wait_until
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

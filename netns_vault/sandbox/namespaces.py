@@ -7,7 +7,6 @@ or `nsexec.run_in_netns` (a fork), never `ip netns exec`.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import subprocess
@@ -15,10 +14,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from ..nsexec import netns_path
 from .layout import NSENTER
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy")
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import secrets
 import socket
 import struct
@@ -10,11 +9,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 
+from ..logs import get_logger
 from ..nsexec import run_in_netns
 from .layout import BUSYBOX, CURL, DNS_ADDR, WEB_URL
 from .namespaces import ns_run
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

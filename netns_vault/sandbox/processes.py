@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -13,9 +12,10 @@ import time
 from collections.abc import Callable
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 from .layout import STOP_TIMEOUT
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def stop_process(proc: subprocess.Popen | None, what: str, sig: int = signal.SIGTERM,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import re
 import subprocess
@@ -16,6 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SystemFailure, UsageError
+from ..logs import get_logger
 from .clients import ClientKeys
 from .layout import (
     DNS_ADDR,
@@ -36,7 +36,7 @@ from .processes import pid_has_udp_port, pid_listens, stop_process, tail, wait_u
 if TYPE_CHECKING:
     from ..tunnel.base import TunnelStats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class Daemon:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import functools
-import logging
 import os
 import re
 import secrets
@@ -23,6 +22,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import SystemFailure, UsageError
+from ..logs import get_logger
 from ..rollback import Rollback
 from . import layout
 from .capture import Capture
@@ -35,7 +35,7 @@ from .servers import DnsServer, WebServer, WireGuardServer
 if TYPE_CHECKING:
     from ..tunnel.base import TunnelStats
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 class World:

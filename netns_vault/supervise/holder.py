@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
 import time
@@ -23,12 +22,13 @@ from typing import Any
 from .. import namespace, procfs, state
 from ..docker.holder import DockerHolderProvider
 from ..errors import ConflictError, SystemFailure
+from ..logs import get_logger
 from ..names import VaultNames
 from ..nsexec import run_in_netns
 from ..rollback import Rollback
 from .health import Backoff
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 EVENTS = ("start", "restart", "die", "stop", "kill", "destroy")
 

@@ -84,8 +84,8 @@ def _read_pid(fd: int) -> int | None:
 
 def write(name: str, view: dict[str, Any]) -> None:
     state.ensure_dir()
-    state.write_json_atomic(state_path(name), {**view, "pid": os.getpid(),
-                                               "updated_at": time.time()})
+    state.write_runtime_json(state_path(name), {**view, "pid": os.getpid(),
+                                            "updated_at": time.time()})
 
 
 def supervised_by(name: str) -> int | None:

@@ -13,7 +13,6 @@ in, they have only `lo`), and a holder's new namespace gets the same walls `up` 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import select
 import signal
@@ -25,6 +24,7 @@ from typing import Any
 from .. import namespace, state
 from ..config import WgConfig, load_config
 from ..errors import ConflictError, NotFoundError, SystemFailure, UsageError, VaultError
+from ..logs import get_logger
 from ..names import VaultNames
 from ..nsexec import run_in_netns
 from ..tunnel import TunnelHandle, get_driver
@@ -40,7 +40,7 @@ from .health import (
 )
 from .netwatch import HostNetWatch
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass

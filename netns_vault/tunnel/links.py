@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import os
 
 from ..errors import SystemFailure
+from ..logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 ENODEV = 19
 
@@ -24,21 +24,22 @@ def delete_link(ifname: str) -> bool:
 
     Returns whether there was one to delete; a link that vanishes meanwhile (wireguard-go
     exiting) counts as gone."""
-    if not link_exists(ifname):  # the common case (wireguard-go took its TUN with it): no pyroute2
-        return False
-    from ..netlink import IPRoute, netlink_error
+    import socket
 
+    from ..netlink import RouteSocket, netlink_error
+
+    try:
+        index = socket.if_nametoindex(ifname)
+    except OSError:  # the common case (wireguard-go took its TUN with it)
+        return False
     NetlinkError = netlink_error()  # noqa: N806
-    with IPRoute() as ipr:
-        idx = ipr.link_lookup(ifname=ifname)
-        if not idx:
+    try:
+        with RouteSocket() as rtnl:
+            rtnl.delete_link(index)
+    except NetlinkError as exc:
+        if getattr(exc, "code", None) == ENODEV:
             return False
-        try:
-            ipr.link("del", index=idx[0])
-        except NetlinkError as exc:
-            if getattr(exc, "code", None) == ENODEV:
-                return False
-            raise SystemFailure(f"cannot delete link {ifname}: {netlink_text(exc)}") from None
+        raise SystemFailure(f"cannot delete link {ifname}: {netlink_text(exc)}") from None
     return True
 
 
@@ -57,20 +58,22 @@ def link_exists(ifname: str) -> bool:
 def configure_tunnel_link(ifname: str, addresses: list[str], mtu: int) -> None:
     """In the current netns: MTU, addresses, up, and the default route into the tunnel (no
     gateway: scope link; `replace`, so an existing default route is taken over, not kept)."""
-    from ..netlink import IPRoute
+    import socket
 
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise SystemFailure(f"tunnel interface {ifname} vanished")
-        idx = found[0]
+    from ..netlink import RouteSocket
+
+    try:
+        idx = socket.if_nametoindex(ifname)
+    except OSError:
+        raise SystemFailure(f"tunnel interface {ifname} vanished") from None
+    with RouteSocket() as rtnl:
         log.debug("ip link set %s mtu %d", ifname, mtu)
-        ipr.link("set", index=idx, mtu=mtu)
+        rtnl.set_link(idx, mtu=mtu)
         for cidr in addresses:
             addr, prefix = cidr.split("/")
             log.debug("ip addr add %s dev %s", cidr, ifname)
-            ipr.addr("add", index=idx, address=addr, prefixlen=int(prefix))
+            rtnl.add_address(idx, addr, int(prefix))
         log.debug("ip link set %s up", ifname)
-        ipr.link("set", index=idx, state="up")
+        rtnl.set_link(idx, up=True)
         log.debug("ip route replace default dev %s", ifname)
-        ipr.route("replace", dst="0.0.0.0/0", oif=idx, scope=253)
+        rtnl.replace_default_route(idx)

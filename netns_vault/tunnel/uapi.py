@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import errno as errno_mod
 import ipaddress
-import logging
 import os
 import re
 import socket
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 from ..errors import SystemFailure
 from ..keys import hex_to_key, key_to_hex
-from .base import PeerStats, TunnelStats
+from ..logs import DEBUG, get_logger
+from .base import PeerStats, TunnelStats, ValueObject
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SOCKET_DIR = "/var/run/wireguard"
 MAX_RESPONSE = 4 * 1024 * 1024
@@ -38,13 +37,29 @@ def socket_path_for(ifname: str) -> str:
     return f"{SOCKET_DIR}/{ifname}.sock"
 
 
-@dataclass(frozen=True)
-class UapiPeer:
-    public_key: str  # base64
-    preshared_key: str | None = None  # base64
-    endpoint: str | None = None  # "ip:port" or "[v6]:port"
-    allowed_ips: list[str] = field(default_factory=list)
-    persistent_keepalive: int | None = None
+class UapiPeer(ValueObject):
+    """A peer as a UAPI set request names it (immutable)."""
+
+    __slots__ = ("public_key", "preshared_key", "endpoint", "allowed_ips",
+                 "persistent_keepalive")
+    public_key: str
+    preshared_key: str | None
+    endpoint: str | None
+    allowed_ips: list[str]
+    persistent_keepalive: int | None
+
+    def __init__(self, public_key: str, preshared_key: str | None = None,
+                 endpoint: str | None = None, allowed_ips: list[str] | None = None,
+                 persistent_keepalive: int | None = None):
+        set_ = object.__setattr__
+        set_(self, "public_key", public_key)  # base64
+        set_(self, "preshared_key", preshared_key)  # base64
+        set_(self, "endpoint", endpoint)  # "ip:port" or "[v6]:port"
+        set_(self, "allowed_ips", allowed_ips if allowed_ips is not None else [])
+        set_(self, "persistent_keepalive", persistent_keepalive)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"UapiPeer is immutable: cannot set {name}")
 
     def __repr__(self) -> str:  # never show the preshared key
         psk = "<redacted>" if self.preshared_key is not None else None
@@ -318,7 +333,7 @@ class UapiClient:
         """Send a `set=1` request (from build_set_request); SystemFailure on a non-zero errno."""
         if not request_text.startswith("set=1\n") or not request_text.endswith("\n\n"):
             raise ValueError("not a UAPI set request")
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(DEBUG):
             log.debug("UAPI %s <- %s", self.socket_path, redact(request_text).rstrip("\n"))
         reply = self._exchange(request_text)
         code = parse_errno(reply)
@@ -331,7 +346,7 @@ class UapiClient:
 
     def get(self) -> TunnelStats:
         reply = self._exchange("get=1\n\n")
-        if log.isEnabledFor(logging.DEBUG):
+        if log.isEnabledFor(DEBUG):
             log.debug("UAPI %s -> %s", self.socket_path, redact(reply).rstrip("\n"))
         return parse_get_response(reply)
 

@@ -9,25 +9,27 @@ it is ever signalled, because pids are reused.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
-import shutil
 import signal
-import subprocess
 from typing import TYPE_CHECKING, Any
 
 from .. import paths, procfs
 from ..errors import ConflictError, SystemFailure, UsageError
+from ..logs import get_logger
+from ..wgproc import BINARY, find_servers, is_wireguard_go  # re-exported
 from .base import TunnelHandle, TunnelStats
 from .links import delete_link
 from .uapi import UapiClient, UapiPeer, build_set_request, format_endpoint, socket_path_for
 
 if TYPE_CHECKING:
+    import subprocess
+
     from ..config import WgConfig
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
-BINARY = "wireguard-go"
+__all__ = ["BINARY", "UserspaceDriver", "find_servers", "is_wireguard_go", "uapi_peers"]
+
 READY_TIMEOUT = 5.0
 TERM_TIMEOUT = 2.0
 LOG_TAIL_BYTES = 2000
@@ -65,20 +67,12 @@ def _check_ifname(ifname: str) -> None:
         raise UsageError(f"invalid interface name {ifname!r}")
 
 
-def is_wireguard_go(pid: int, ifname: str) -> bool:
-    """True if `pid` is a live `wireguard-go ... IFNAME` process (not a zombie)."""
-    return serves(procfs.cmdline(pid), ifname) and procfs.alive(pid)
+def _start(argv: list[str], env: dict[str, str], out: Any) -> subprocess.Popen:
+    """wireguard-go in its own session (it outlives the CLI), output to `out`."""
+    import subprocess
 
-
-def serves(argv: list[str], ifname: str) -> bool:
-    """True if `argv` is the command line of a wireguard-go serving `ifname`."""
-    return len(argv) >= 2 and os.path.basename(argv[0]) == BINARY and argv[-1] == ifname
-
-
-def find_servers(ifname: str) -> list[int]:
-    """Every live wireguard-go serving `ifname`, found by /proc/PID/cmdline (with or without a
-    state file that names it)."""
-    return procfs.find_pids(lambda argv: serves(argv, ifname))
+    return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                            close_fds=True, start_new_session=True)
 
 
 def _reap(pid: int) -> None:
@@ -109,6 +103,8 @@ class UserspaceDriver:
     # -- availability -------------------------------------------------------------------------
 
     def unavailable_reason(self) -> str | None:
+        import shutil  # here, not at the top: `vault down` never needs it
+
         if shutil.which(BINARY) is None:
             return f"{BINARY} not found on PATH (apt-get install wireguard-go)"
         if not os.path.exists(paths.TUN_DEVICE):
@@ -120,6 +116,9 @@ class UserspaceDriver:
 
     def create(self, ifname: str, log_path: str | None = None) -> TunnelHandle:
         _check_ifname(ifname)
+        import shutil
+        import subprocess
+
         binary = shutil.which(BINARY)
         if binary is None:
             raise SystemFailure(f"{BINARY} not found on PATH (apt-get install wireguard-go)")
@@ -143,15 +142,7 @@ class UserspaceDriver:
                 raise SystemFailure(f"cannot open {log_path}: {exc.strerror}") from None
             out = os.fdopen(fd, "ab", buffering=0)
         try:
-            proc = subprocess.Popen(
-                [binary, ifname],
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                close_fds=True,
-                start_new_session=True,
-            )
+            proc = _start([binary, ifname], env, out)
         except OSError as exc:
             raise SystemFailure(f"cannot start {binary}: {exc.strerror or exc}") from None
         finally:
@@ -224,6 +215,8 @@ class UserspaceDriver:
                 os.unlink(sock)
 
     def _kill_child(self, proc: subprocess.Popen) -> None:
+        import subprocess
+
         with contextlib.suppress(OSError):
             proc.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -10,14 +10,14 @@ them), and the CLI.
 from __future__ import annotations
 
 import contextlib
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from ..config import WgConfig
 from ..errors import SystemFailure, UsageError
+from ..logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

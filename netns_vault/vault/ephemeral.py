@@ -12,15 +12,15 @@ ending whatever still runs inside.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import secrets
 import signal
 from collections.abc import Callable
 
 from .. import state
+from ..logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 # Signals the waiting parent passes on to the program (a terminal's SIGINT/SIGQUIT reach the
 # program anyway: it is in the same process group; the parent ignores them).

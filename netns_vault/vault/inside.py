@@ -3,13 +3,13 @@ keep them JSON in, JSON out."""
 
 from __future__ import annotations
 
-import logging
 import socket
 from typing import Any
 
 from .. import ipv6
+from ..logs import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -78,18 +78,16 @@ def _inspect_links() -> dict[str, Any]:
 
 def delete_links(keep: tuple[str, ...] = ("lo",)) -> list[str]:
     """Delete every interface but `keep`; returns the names deleted."""
-    if all(name in keep for _index, name in socket.if_nameindex()):
-        return []  # nothing to delete: no netlink socket, no pyroute2 import
-    from ..netlink import IPRoute
+    from ..netlink import RouteSocket
 
+    doomed = [(index, name) for index, name in socket.if_nameindex() if name not in keep]
+    if not doomed:
+        return []  # nothing to delete: no netlink socket, no pyroute2 import
     deleted = []
-    with IPRoute() as ipr:
-        for link in ipr.get_links():
-            name = link.get_attr("IFLA_IFNAME")
-            if name in keep:
-                continue
+    with RouteSocket() as rtnl:
+        for index, name in doomed:
             try:
-                ipr.link("del", index=link["index"])
+                rtnl.delete_link(index)
                 deleted.append(name)
             except Exception as exc:  # e.g. already gone with its wireguard-go
                 log.debug("deleting %s: %s", name, exc)

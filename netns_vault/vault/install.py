@@ -5,20 +5,23 @@ and how a tunnel is found and removed again, with or without a state file."""
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from collections.abc import Callable
 
 from .. import namespace, paths, state
-from ..config import WgConfig
 from ..errors import SystemFailure
+from ..logs import get_logger
 from ..names import VaultNames
 from ..nsexec import run_in_netns
-from ..rollback import Rollback
 from ..tunnel import TunnelDriver, TunnelHandle, get_driver
 from ..tunnel.links import configure_tunnel_link, link_exists
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # at run time neither is needed here: `down` does not import them
+    from ..config import WgConfig
+    from ..rollback import Rollback
+
+log = get_logger(__name__)
 
 StepHook = Callable[[str], object]
 Endpoints = list[tuple[str, int] | None]
@@ -98,14 +101,21 @@ def config_record(cfg: WgConfig, endpoints: Endpoints, mtu: int | None = None) -
 
 
 def _move_link(ifname: str, netns: str) -> None:
-    from ..netlink import IPRoute
+    import socket
 
-    with IPRoute() as ipr:
-        found = ipr.link_lookup(ifname=ifname)
-        if not found:
-            raise SystemFailure(f"tunnel interface {ifname} did not appear on the host")
-        log.debug("ip link set %s netns %s", ifname, netns)
-        ipr.link("set", index=found[0], net_ns_fd=netns)
+    from ..netlink import RouteSocket
+
+    try:
+        index = socket.if_nametoindex(ifname)
+    except OSError:
+        raise SystemFailure(f"tunnel interface {ifname} did not appear on the host") from None
+    log.debug("ip link set %s netns %s", ifname, netns)
+    fd = os.open(paths.netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        with RouteSocket() as rtnl:
+            rtnl.set_link(index, netns_fd=fd)
+    finally:
+        os.close(fd)
 
 
 class TunnelRun:

@@ -9,7 +9,6 @@ runs in forked children (nsexec.run_in_netns).
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from ..config import WgConfig, load_config
 from ..endpoints import resolve_peers as resolve_endpoints
 from ..errors import ConflictError, InterruptedAfterChange, NotFoundError
 from ..firewall.backend import check_choice as check_firewall_choice
+from ..logs import get_logger
 from ..names import VaultNames
 from ..nsexec import run_in_netns, start_in_netns
 from ..rollback import Rollback
@@ -36,7 +36,7 @@ from .install import (
 )
 from .provider import NamespaceProvider, check_kind, provider_for
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 STATE_VERSION = 1
 

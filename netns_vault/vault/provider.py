@@ -5,12 +5,14 @@ and imports it only when a vault of that kind is made or taken down."""
 from __future__ import annotations
 
 import importlib
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from .. import namespace
 from ..errors import UsageError
 from ..names import VaultNames
-from ..rollback import Rollback
+
+if TYPE_CHECKING:
+    from ..rollback import Rollback
 
 
 class NamespaceProvider(Protocol):

@@ -1,36 +1,80 @@
-"""Taking a vault down (`down`): idempotent, from its state or from none."""
+"""Taking a vault down (`down`): idempotent, from its state or from none.
+
+`down` signals the vault's wireguard-go as soon as it holds the vault's lock, before it imports
+what the other steps need (the tunnel drivers, the netns helpers): wireguard-go takes 15-25 ms to
+exit (closing its TUN waits for the kernel), and those imports run meanwhile. This module's own
+imports are therefore the standard library's light parts and this package's light modules only.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
 
-from .. import dns, namespace, procfs, state
+from .. import procfs, state
 from ..errors import ConflictError, InterruptedAfterChange, SystemFailure
+from ..interrupts import held_interrupts
+from ..logs import get_logger
 from ..names import VaultNames
-from ..nsexec import run_in_netns
-from ..rollback import held_interrupts
-from ..tunnel import get_driver
-from . import inside
-from .install import StepHook, run_steps, sweep_tunnel, tunnel_handle
-from .provider import provider_for
+from ..wgproc import is_wireguard_go
 
-log = logging.getLogger(__name__)
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .install import StepHook
+
+log = get_logger(__name__)
 
 DOWN_STEPS = ("processes", "tunnel", "namespace", "files")
 
 
-@dataclass
 class DownResult:
-    name: str
-    existed: bool
-    processes: list[tuple[int, str]]  # still inside (now without network), or killed
-    killed: bool
-    problems: list[str] = field(default_factory=list)
+    """What `down` did: whether the vault existed, and the processes that were inside."""
+
+    __slots__ = ("name", "existed", "processes", "killed", "problems")
+
+    def __init__(self, name: str, existed: bool, processes: list[tuple[int, str]],
+                 killed: bool, problems: list[str] | None = None):
+        self.name, self.existed, self.killed = name, existed, killed
+        self.processes = processes  # still inside (now without network), or killed
+        self.problems = problems if problems is not None else []
+
+    def to_dict(self) -> dict:
+        return {a: getattr(self, a) for a in self.__slots__}
+
+    def __repr__(self) -> str:
+        return (f"DownResult(name={self.name!r}, existed={self.existed!r}, "
+                f"processes={self.processes!r}, killed={self.killed!r}, "
+                f"problems={self.problems!r})")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, DownResult):
+            return NotImplemented
+        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaced
+
+
+def signal_tunnel_first(names: VaultNames, record: dict | None) -> int | None:
+    """SIGTERM the wireguard-go that `record` names, if it is still one serving the vault's
+    interface; returns its pid. The first change `down` makes, and only for a plain namespace:
+    a Docker holder's `down` may still refuse (containers attached) before it changes anything.
+    The tunnel step then waits for it to exit (and kills it if it will not)."""
+    if not record or record.get("provider", "netns") != "netns":
+        return None
+    tunnel = record.get("tunnel")
+    if not isinstance(tunnel, dict) or tunnel.get("driver") != "userspace":
+        return None
+    pid = tunnel.get("pid")
+    if not isinstance(pid, int) or tunnel.get("ifname") != names.iface:
+        return None
+    if not is_wireguard_go(pid, names.iface):
+        return None
+    log.debug("kill -TERM %d (wireguard-go %s)", pid, names.iface)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    return pid
 
 
 def terminate(pids: list[int], grace: float = 3.0) -> None:
@@ -53,20 +97,27 @@ class _DownRun:
     """The steps of one `down` (see DOWN_STEPS). Every step is safe to run again: a `down`
     killed half way is finished by the next one."""
 
-    def __init__(self, names: VaultNames, kill: bool, force: bool):
+    def __init__(self, names: VaultNames, kill: bool, force: bool, record: dict | None):
+        from .. import namespace
+        from .provider import provider_for
+
         self.names, self.kill, self.force = names, kill, force
-        self.record = state.read_state(names.name)
+        self.record = record
         self.exists = namespace.netns_exists(names.netns) or os.path.lexists(names.netns_path)
         self.provider = provider_for((self.record or {}).get("provider", "netns"))
         self.problems: list[str] = []
         self.inside: list[tuple[int, str]] = []
 
     def anything_left(self) -> bool:
+        from .install import sweep_tunnel
+
         names = self.names
         return (self.record is not None or self.exists or os.path.exists(names.etc_dir)
                 or bool(state.stale_temp_files(names.name)) or sweep_tunnel(names))
 
     def step_processes(self) -> None:
+        from .. import namespace
+
         if not self.exists:
             return
         own = set(self.provider.own_pids(self.names))
@@ -78,21 +129,39 @@ class _DownRun:
             terminate(pids)
 
     def step_tunnel(self) -> None:
+        from ..nsexec import run_in_netns
+        from ..tunnel import get_driver
+        from . import inside
+        from .install import sweep_tunnel, tunnel_handle
+
         names = self.names
         handle = tunnel_handle(names, self.record)
         try:
-            get_driver(handle.driver).destroy(handle, names.netns if self.exists else None)
+            # No netns: the driver stops the tunnel and removes what it left on the host; the
+            # links inside go with delete_links below, in one helper child.
+            get_driver(handle.driver).destroy(handle, None)
         except Exception as exc:
             self.problems.append(f"stopping tunnel: {exc}")
         try:
             sweep_tunnel(names)
         except Exception as exc:
             self.problems.append(f"stopping leftover tunnels: {exc}")
-        if self.exists:
+        if self.exists and self._links_may_outlive(handle.driver):
             try:
                 run_in_netns(names.netns, inside.delete_links)
             except Exception as exc:
                 self.problems.append(f"clearing interfaces: {exc}")
+
+    def _links_may_outlive(self, driver: str) -> bool:
+        """Whether a link inside could outlive this `down`, so the namespace needs clearing (a
+        helper child, ~5 ms). Not when wireguard-go has exited (its TUN went with it) and no
+        process is inside: the namespace then dies when step_namespace unbinds it, with every
+        link in it. A process that enters meanwhile finds only `lo`."""
+        from .. import namespace
+
+        if driver != "userspace" or self.provider.kind != "netns":
+            return True  # a kernel WireGuard link lives on its own; a holder keeps the netns
+        return bool(namespace.pids_in_netns(self.names.netns))
 
     def step_namespace(self) -> None:
         if self.exists or self.provider.outlives_netns_path():  # a holder outlives /run/netns
@@ -104,6 +173,8 @@ class _DownRun:
                 self.problems.append(f"removing namespace: {exc}")
 
     def step_files(self) -> None:
+        from .. import dns
+
         dns.remove_dns_files(self.names.etc_dir)
         state.remove_state(self.names.name)
         state.remove_log(self.names.name)
@@ -133,8 +204,12 @@ def down(name: str, kill: bool = False, force: bool = False,
 def _down_locked(names: VaultNames, kill: bool, force: bool,
                  on_step: StepHook | None) -> DownResult:
     with state.vault_lock(names.name, remove_after=True):
+        record = state.read_state(names.name)
+        signal_tunnel_first(names, record)
+        from .install import run_steps  # and with it what the steps need (see the module doc)
+
         state.remove_stale_supervisor_files(names.name)  # of a supervisor killed outright
-        run = _DownRun(names, kill, force)
+        run = _DownRun(names, kill, force, record)
         if not run.anything_left():
             state.remove_log(names.name)
             return DownResult(names.name, False, [], False)

@@ -72,15 +72,10 @@ def _mid(where: str) -> None:
     elif where == "wg-log":
         from netns_vault.tunnel import userspace
 
-        class Popen:
-            def __init__(self, *args, **kwargs):
-                raise KeyboardInterrupt
+        def start(*args, **kwargs):
+            raise KeyboardInterrupt
 
-        userspace.subprocess = type(sys)("subprocess_stub")  # type: ignore[assignment]
-        import subprocess
-
-        userspace.subprocess.__dict__.update(vars(subprocess))
-        userspace.subprocess.Popen = Popen
+        userspace._start = start  # type: ignore[assignment]
     elif where == "dns":
         from netns_vault import dns
 
@@ -89,13 +84,16 @@ def _mid(where: str) -> None:
 
         dns._write = interrupted
     elif where == "state-write":
-        real_fsync = os.fsync
+        from netns_vault import paths
 
-        def killed(fd: int) -> None:  # only the state write syncs
-            real_fsync(fd)
-            os.kill(os.getpid(), signal.SIGKILL)
+        real_rename = os.rename
 
-        os.fsync = killed
+        def killed(src, dst, *args, **kwargs):  # the state's temp file written, not renamed yet
+            if str(dst).startswith(paths.STATE_DIR + "/") and str(dst).endswith(".json"):
+                os.kill(os.getpid(), signal.SIGKILL)
+            return real_rename(src, dst, *args, **kwargs)
+
+        os.rename = killed
     else:
         raise SystemExit(f"unknown place {where}")
 

@@ -224,9 +224,11 @@ def test_uapi_peers():
 
 
 def test_userspace_unavailable_reasons(monkeypatch):
-    monkeypatch.setattr(userspace.shutil, "which", lambda name: None)
+    import shutil
+
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert "apt-get install wireguard-go" in userspace.UserspaceDriver().unavailable_reason()
-    monkeypatch.setattr(userspace.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(shutil, "which", lambda name: "/usr/bin/" + name)
     monkeypatch.setattr(paths, "TUN_DEVICE", "/nonexistent/tun")
     assert "/nonexistent/tun" in userspace.UserspaceDriver().unavailable_reason()
 
