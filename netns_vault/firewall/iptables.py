@@ -62,9 +62,23 @@ def load_iptc() -> ModuleType:
     if os.environ["SETUPTOOLS_USE_DISTUTILS"] == "stdlib" and "distutils" not in sys.modules:
         shims = [(i, f) for i, f in enumerate(sys.meta_path)
                  if type(f).__module__ == "_distutils_hack"]
+    import ctypes.util
+
+    real_find_library = ctypes.util.find_library
+    libdir = os.environ.get("IPTABLES_LIBDIR", "").split(":")[0]
+
+    def find_library(name: str) -> str | None:
+        # ctypes.util.find_library runs `ldconfig -p` (a fork and exec, 2-7 ms) each time:
+        # python-iptables asks it four times (libc twice, libip4tc, libip6tc) at import.
+        if name == "c":
+            return "libc.so.6"
+        found = sorted(glob.glob(os.path.join(libdir, f"lib{glob.escape(name)}.so.[0-9]*")))
+        return os.path.basename(found[0]) if libdir and found else real_find_library(name)
+
     try:
         for _, finder in shims:
             sys.meta_path.remove(finder)
+        ctypes.util.find_library = find_library
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # stdlib distutils says it is
             import iptc
@@ -73,6 +87,7 @@ def load_iptc() -> ModuleType:
             f"python-iptables cannot load libiptc/libxtables ({exc}); apt-get install iptables"
         ) from exc
     finally:
+        ctypes.util.find_library = real_find_library
         for i, finder in shims:
             sys.meta_path.insert(i, finder)
     return iptc
