@@ -156,12 +156,10 @@ class _DownRun:
         """Whether a link inside could outlive this `down`, so the namespace needs clearing (a
         helper child, ~5 ms). Not when wireguard-go has exited (its TUN went with it) and no
         process is inside: the namespace then dies when step_namespace unbinds it, with every
-        link in it. A process that enters meanwhile finds only `lo`."""
-        from .. import namespace
-
+        link in it. A process that entered after step_processes looked finds only `lo`."""
         if driver != "userspace" or self.provider.kind != "netns":
             return True  # a kernel WireGuard link lives on its own; a holder keeps the netns
-        return bool(namespace.pids_in_netns(self.names.netns))
+        return any(procfs.alive(pid) for pid, _cmd in self.inside)
 
     def step_namespace(self) -> None:
         if self.exists or self.provider.outlives_netns_path():  # a holder outlives /run/netns

@@ -241,6 +241,10 @@ def test_down_lists_processes_inside_which_lose_network_and_kill_ends_them(world
             time.sleep(0.1)
         assert any("sleep" in p["command"] for p in status["processes"]), status
         pid = status["processes"][0]["pid"]
+        # A link someone else put in the vault: with a process inside, `down` must clear it too
+        # (it skips that helper only when nothing is inside, when the namespace dies anyway).
+        subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "ip", "tuntap", "add", "dev",
+                        "extra0", "mode", "tun"], check=True)
         res = vault_cli("down", name)
         assert res.returncode == 0 and f"pid {pid}" in res.stdout, res.stdout
         # Still alive, in a namespace with nothing but lo.
