@@ -57,7 +57,7 @@ RUN_TARGET = 10.0
 RUN_REPS_FACTOR = 5  # `run` is cheap and noisy: it gets this many times --reps samples
 CMD_TIMEOUT = 60
 EXTRA_TOOLS = ("wg", "iptables-legacy", "ip6tables-legacy", "sysctl", "bash")
-HEAVY = ("typer", "click", "rich", "pyroute2", "iptc", "docker", "netns_vault.vault",
+HEAVY = ("typer", "click", "rich", "asyncio", "pyroute2", "iptc", "docker", "netns_vault.vault",
          "netns_vault.cli.app")
 
 
@@ -442,16 +442,27 @@ class Bench:
             ("vault CLI entry: import netns_vault.cli.entry", "import netns_vault.cli.entry"),
             ("vault run path: entry + launcher",
              "import netns_vault.cli.entry\nfrom netns_vault import launcher, names, errors"),
-            ("vault up path: entry + cli.app (typer, rich, vault) + pyroute2 + iptc",
-             "import netns_vault.cli.entry\nimport netns_vault.cli.app\n"
-             "from pyroute2 import IPRoute\nfrom pyroute2 import netns\n"
-             "from netns_vault.firewall.iptables import load_iptc\nload_iptc()"),
+            ("vault up path to a pipe: entry + cli.fast + vault.lifecycle + netlink.preload()",
+             "import netns_vault.cli.entry\nimport netns_vault.cli.fast\n"
+             "import netns_vault.vault.lifecycle\nfrom netns_vault import netlink\n"
+             "netlink.preload()"),
+            ("  its forked firewall helper: load_iptc() + firewall.walls",
+             "from netns_vault.firewall.iptables import load_iptc\nload_iptc()\n"
+             "import netns_vault.firewall.walls"),
+            ("vault down path, before it signals wireguard-go: entry + cli.fast + vault.teardown",
+             "import netns_vault.cli.entry\nimport netns_vault.cli.fast\n"
+             "import netns_vault.vault.teardown"),
+            ("vault down path, all of it",
+             "import netns_vault.cli.entry\nimport netns_vault.cli.fast\n"
+             "import netns_vault.vault.teardown\nimport netns_vault.vault.install\n"
+             "import netns_vault.vault.inside\nimport netns_vault.vault.provider\n"
+             "import netns_vault.tunnel, netns_vault.nsexec, netns_vault.dns"),
+            ("vault up path through typer (a terminal): entry + cli.app (typer, rich, vault)",
+             "import netns_vault.cli.entry\nimport netns_vault.cli.app"),
             ("  typer alone", "import typer"),
             ("  rich.console alone", "import rich.console"),
-            ("  pyroute2 (IPRoute, netns) alone", "from pyroute2 import IPRoute\n"
-             "from pyroute2 import netns"),
-            ("  iptc via load_iptc() alone",
-             "from netns_vault.firewall.iptables import load_iptc\nload_iptc()"),
+            ("  pyroute2's IPRoute alone (what RouteSocket avoids: asyncio)",
+             "from netns_vault.netlink import IPRoute\nIPRoute().close()"),
             ("  netns_vault.vault alone (no CLI)", "import netns_vault.vault"),
         ]
         reports = []

@@ -9,8 +9,9 @@ Code elsewhere that does `from pyroute2 import X` still works: asking the stand-
 that is not a submodule runs the real `__init__` into it, once.
 
 pyroute2 0.9's sockets (IPRoute and below) run on asyncio: importing them pulls in asyncio,
-ssl, multiprocessing and concurrent.futures, 70-120 ms on this machine, most of `vault up`. Its
-message classes (ifinfmsg, ifaddrmsg, rtmsg, nlmsgerr) do not. `RouteSocket` is what the hot paths
+ssl and concurrent.futures as well, 70-120 ms on this machine, most of `vault up`. Its message
+classes (ifinfmsg, ifaddrmsg, rtmsg, nlmsgerr) do not (they still bring logging and
+multiprocessing). `RouteSocket` is what the hot paths
 use: pyroute2's classes encode and decode every message, a plain AF_NETLINK socket carries them,
 one request and its ack at a time. Everything that dumps, parses replies or listens (status,
 check, the supervisor, the kernel driver) keeps IPRoute.

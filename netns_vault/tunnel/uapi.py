@@ -61,6 +61,9 @@ class UapiPeer(ValueObject):
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError(f"UapiPeer is immutable: cannot set {name}")
 
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"UapiPeer is immutable: cannot delete {name}")
+
     def __repr__(self) -> str:  # never show the preshared key
         psk = "<redacted>" if self.preshared_key is not None else None
         return (

@@ -138,9 +138,6 @@ def test_uapi_peer_is_immutable(field):
     assert peer == UapiPeer("pk", PSK, "192.0.2.1:51820", ["0.0.0.0/0"], 25)
 
 
-@pytest.mark.xfail(strict=True, raises=pytest.fail.Exception,
-                   reason="UapiPeer defines __setattr__ but not __delattr__: `del peer.field` "
-                          "works (a frozen dataclass raised FrozenInstanceError)")
 def test_uapi_peer_fields_cannot_be_deleted():
     peer = UapiPeer("pk", PSK, "192.0.2.1:51820")
     with pytest.raises(AttributeError):
