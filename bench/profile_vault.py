@@ -114,7 +114,7 @@ def install() -> None:
     _wrap_everywhere(namespace, "pids_in_netns")
     _wrap_everywhere(dns, "write_dns_files")
     _wrap_everywhere(dns, "remove_dns_files")
-    _wrap_everywhere(state, "write_state", "state.write_state (with fsync)")
+    _wrap_everywhere(state, "write_state", "state.write_state (renamed, not fsynced: /run)")
     for cls in (userspace.UserspaceDriver, kernel.KernelDriver):
         for meth in ("create", "configure", "destroy", "unavailable_reason"):
             _wrap_everywhere(cls, meth, f"{cls.__name__}.{meth}")

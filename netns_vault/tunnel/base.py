@@ -28,6 +28,10 @@ class ValueObject:
         fields = ", ".join(f"{f}={getattr(self, f)!r}" for f in self.__slots__)
         return f"{type(self).__name__}({fields})"
 
+    def fields(self) -> dict[str, Any]:
+        """Field name -> value (shallow), as dataclasses.asdict gave for flat records."""
+        return {f: getattr(self, f) for f in self.__slots__}
+
 
 class TunnelHandle(ValueObject):
     """Identifies a created tunnel. Stored in state JSON; NEVER holds a key."""

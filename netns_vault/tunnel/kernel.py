@@ -98,7 +98,7 @@ def parse_wireguard_info(msgs: Any) -> TunnelStats:
 def _stats_to_json(stats: TunnelStats) -> dict:
     return {
         "listen_port": stats.listen_port,
-        "peers": [vars(p) for p in stats.peers],
+        "peers": [p.fields() for p in stats.peers],
     }
 
 

@@ -205,3 +205,15 @@ def test_down_result_problems_default_is_not_shared():
     one, two = DownResult("a", False, [], False), DownResult("b", False, [], False)
     one.problems.append("x")
     assert two.problems == []
+
+
+def test_kernel_stats_survive_the_json_trip_from_the_netns_helper():
+    """The kernel driver's stats cross a fork as JSON (kernel._stats_to_json): PeerStats has
+    __slots__, no __dict__, so vars() would fail there."""
+    import json
+
+    from netns_vault.tunnel import kernel
+
+    stats = TunnelStats(51820, [PeerStats("pk", "192.0.2.1:51820", 1.5, 10, 20)])
+    d = json.loads(json.dumps(kernel._stats_to_json(stats)))
+    assert kernel._stats_from_json(d) == stats
