@@ -18,10 +18,13 @@ from ..errors import ConflictError, InterruptedAfterChange, SystemFailure
 from ..interrupts import held_interrupts
 from ..logs import get_logger
 from ..names import VaultNames
+from ..value import ValueObject
 from ..wgproc import is_wireguard_go
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from .install import StepHook
 
 log = get_logger(__name__)
@@ -29,7 +32,7 @@ log = get_logger(__name__)
 DOWN_STEPS = ("processes", "tunnel", "namespace", "files")
 
 
-class DownResult:
+class DownResult(ValueObject):
     """What `down` did: whether the vault existed, and the processes that were inside."""
 
     __slots__ = ("name", "existed", "processes", "killed", "problems")
@@ -40,20 +43,8 @@ class DownResult:
         self.processes = processes  # still inside (now without network), or killed
         self.problems = problems if problems is not None else []
 
-    def to_dict(self) -> dict:
-        return {a: getattr(self, a) for a in self.__slots__}
-
-    def __repr__(self) -> str:
-        return (f"DownResult(name={self.name!r}, existed={self.existed!r}, "
-                f"processes={self.processes!r}, killed={self.killed!r}, "
-                f"problems={self.problems!r})")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, DownResult):
-            return NotImplemented
-        return all(getattr(self, a) == getattr(other, a) for a in self.__slots__)
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, as the dataclass it replaced
+    def to_dict(self) -> dict[str, Any]:
+        return self.fields()
 
 
 def signal_tunnel_first(names: VaultNames, record: dict | None) -> int | None:
