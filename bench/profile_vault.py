@@ -118,7 +118,7 @@ def install() -> None:
     for cls in (userspace.UserspaceDriver, kernel.KernelDriver):
         for meth in ("create", "configure", "destroy", "unavailable_reason"):
             _wrap_everywhere(cls, meth, f"{cls.__name__}.{meth}")
-    _wrap_everywhere(userspace.UserspaceDriver, "_stop", "UserspaceDriver._stop (SIGTERM, wait)")
+    _wrap_everywhere(userspace.UserspaceDriver, "stop", "UserspaceDriver.stop (SIGTERM, wait)")
     _wrap_everywhere(uapi.UapiClient, "wait_ready", "UapiClient.wait_ready (wireguard-go socket)")
     atexit.register(_report)
 

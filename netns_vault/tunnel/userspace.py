@@ -186,9 +186,9 @@ class UserspaceDriver:
         ifname = handle.ifname
         sock = handle.uapi_socket or socket_path_for(ifname)
         if handle.pid is not None:
-            self._stop(handle.pid, ifname)
+            self.stop(handle.pid, ifname)
         for pid in find_servers(ifname):  # one started by a `vault` that was killed, too
-            self._stop(pid, ifname)
+            self.stop(pid, ifname)
         if os.path.exists(sock):
             if UapiClient(sock).accepts():
                 log.warning("%s is still served by another process; left in place", sock)
@@ -223,7 +223,7 @@ class UserspaceDriver:
             proc.wait(timeout=TERM_TIMEOUT)
         self._children.pop(proc.pid, None)
 
-    def _stop(self, pid: int, ifname: str) -> None:
+    def stop(self, pid: int, ifname: str) -> None:
         """SIGTERM, wait up to TERM_TIMEOUT, SIGKILL; only if pid really is our wireguard-go."""
         proc = self._children.pop(pid, None)
         if not is_wireguard_go(pid, ifname):

@@ -177,8 +177,9 @@ def sweep_tunnel(names: VaultNames) -> bool:
     pids = find_servers(names.iface)
     sock = socket_path_for(names.iface)
     found = bool(pids) or os.path.lexists(sock)
-    if found:
-        UserspaceDriver().destroy(TunnelHandle("userspace", names.iface, None, sock), None)
+    driver = UserspaceDriver()
+    for pid in pids:  # (not driver.destroy: that would look through /proc once more)
+        driver.stop(pid, names.iface)
     if link_exists(names.iface):
         found = True
         delete_link(names.iface)
