@@ -229,7 +229,10 @@ class RouteSocket:
 
 
 def attach_netns(path: str, pid: int) -> None:
+    """pyroute2.netns.attach: the network namespace of `pid` bound at `path`."""
     _install()
     from pyroute2.netns import attach
 
-    attach(path, pid)
+    from .nsexec import libc
+
+    attach(path, pid, libc=libc())  # our libc, as create_netns: no `ldconfig -p`

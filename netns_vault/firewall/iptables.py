@@ -72,8 +72,11 @@ def load_iptc() -> ModuleType:
         # python-iptables asks it four times (libc twice, libip4tc, libip6tc) at import.
         if name == "c":
             return "libc.so.6"
-        found = sorted(glob.glob(os.path.join(libdir, f"lib{glob.escape(name)}.so.[0-9]*")))
-        return os.path.basename(found[0]) if libdir and found else real_find_library(name)
+        if libdir:  # (none found: never glob the current directory)
+            found = sorted(glob.glob(os.path.join(libdir, f"lib{glob.escape(name)}.so.[0-9]*")))
+            if found:
+                return os.path.basename(found[0])
+        return real_find_library(name)
 
     try:
         for _, finder in shims:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from ..config import WgConfig
 from ..errors import SystemFailure, UsageError
@@ -79,18 +80,10 @@ def up_many(specs: Iterable[UpSpec | tuple[str, WgConfig | str]], driver_choice:
     preload(firewall)
     done: list = []
     try:
-        for i, spec in enumerate(items):
-            try:
-                result: object = up(spec.name, spec.config, driver_choice=driver_choice,
-                                    firewall=firewall, provider_kind=provider_kind,
-                                    on_step=on_step)
-            except Exception as exc:
-                if not keep_going:
-                    raise
-                result = exc
-            done.append(result)
-            if on_vault is not None:
-                on_vault(i, result)
+        _each(items, lambda spec: up(spec.name, spec.config, driver_choice=driver_choice,
+                                     firewall=firewall, provider_kind=provider_kind,
+                                     on_step=on_step),
+              keep_going, on_vault, done)
     except BaseException:
         made = [r.name for r in done if not isinstance(r, BaseException)]
         problems = down_many(made, keep_going=True)
@@ -110,9 +103,18 @@ def down_many(names: Iterable[str], kill: bool = False, force: bool = False,
     from .teardown import down
 
     out: list = []
-    for i, name in enumerate(names):
+    _each(names, lambda name: down(name, kill=kill, force=force), keep_going, on_vault, out)
+    return out
+
+
+def _each(items: Iterable, act: Callable[[Any], object], keep_going: bool,
+          on_vault: Callable[[int, object], object] | None, out: list) -> None:
+    """`act` on each item in order, its result appended to `out` as it comes (a caller undoing
+    a failure sees what was done so far). A failure raises, or with `keep_going` takes the
+    result's place; `on_vault(i, result)` after each."""
+    for i, item in enumerate(items):
         try:
-            result: object = down(name, kill=kill, force=force)
+            result = act(item)
         except Exception as exc:
             if not keep_going:
                 raise
@@ -120,7 +122,6 @@ def down_many(names: Iterable[str], kill: bool = False, force: bool = False,
         out.append(result)
         if on_vault is not None:
             on_vault(i, result)
-    return out
 
 
 def raise_first(results: list) -> None:
